@@ -1,0 +1,204 @@
+"""Data: the Clojure project's `nn.data`. Synthetic sets drawn by hand, scaling, one-hot,
+a keyed train/test split, and the per-epoch shuffle.
+
+Contract: a `Dataset` is a pair of arrays, `x: f32[n, d]` features and `y: f32[n, k]` labels
+(one-hot rows for k >= 2 classes, a 0/1 column for k = 1). It is a NamedTuple, so it is a
+pytree: it passes through `jit`, `vmap` and `lax.scan` as it is. Every draw takes a key.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from funcnn import rng
+
+
+class Dataset(NamedTuple):
+    x: jax.Array   # f32[n, d] features
+    y: jax.Array   # f32[n, k] one-hot labels (k = 1: a 0/1 column)
+
+    def __repr__(self) -> str:
+        return f"Dataset(x={_shape(self.x)}, y={_shape(self.y)})"
+
+
+class Scale(NamedTuple):
+    """Min-max scaling learnt from one array, to apply to others (a grid, new points)."""
+    lo: jax.Array   # f32[d] per-feature minimum
+    hi: jax.Array   # f32[d] per-feature maximum
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        span = jnp.where(self.hi > self.lo, self.hi - self.lo, 1.0)   # a constant feature -> 0
+        return (x - self.lo) / span
+
+    def invert(self, x: jax.Array) -> jax.Array:
+        return self.lo + x * jnp.where(self.hi > self.lo, self.hi - self.lo, 1.0)
+
+
+def minmax_scale(x: jax.Array) -> tuple[jax.Array, Scale]:
+    """Scale each feature of `x: f32[n, d]` to [0, 1]; return the result and the `Scale` used."""
+    scale = Scale(x.min(axis=0), x.max(axis=0))
+    return scale(x), scale
+
+
+def one_hot(labels: jax.Array, k: int, dtype=jnp.float32) -> jax.Array:
+    """Integer labels `i32[n]` in [0, k) -> `f32[n, k]` rows with a single 1."""
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k (the number of classes) must be an int >= 1, got {k!r}")
+    return (labels[:, None] == jnp.arange(k)[None, :]).astype(dtype)
+
+
+def box_muller(key: rng.Key, n: int, dtype=jnp.float32) -> jax.Array:
+    """`n` standard normal draws made by hand from uniform ones (Box-Muller).
+
+    With u1 in (0, 1] and u2 in [0, 1):  r = sqrt(-2 ln u1),  z0 = r cos(2 pi u2),
+    z1 = r sin(2 pi u2) are two independent N(0, 1) draws.
+    """
+    k1, k2 = jax.random.split(rng.check_key(key))
+    half = (n + 1) // 2
+    u1 = 1.0 - rng.uniform(k1, (half,), dtype=dtype)        # (0, 1]: ln u1 is finite
+    u2 = rng.uniform(k2, (half,), dtype=dtype)
+    r = jnp.sqrt(-2.0 * jnp.log(u1))
+    z = jnp.concatenate([r * jnp.cos(2 * jnp.pi * u2), r * jnp.sin(2 * jnp.pi * u2)])
+    return z[:n]
+
+
+def gaussian_clusters(key: rng.Key, n_per_class: int = 400,
+                      centers=((2.0, 2.0), (5.0, 5.0)), std: float = 1.0) -> Dataset:
+    """The Clojure data set: one Gaussian cluster per class, min-max scaled to [0, 1].
+
+    Returns `Dataset(x: f32[k * n_per_class, d], y: f32[k * n_per_class, k] one-hot)`, the rows
+    of class 0 first. `centers` has one point per class (k = len(centers) classes, d = its
+    length); every cluster has the same `std`. Use `gaussian_clusters_raw` for unscaled points.
+    """
+    ds, _ = gaussian_clusters_raw(key, n_per_class, centers, std)
+    x, _ = minmax_scale(ds.x)
+    return Dataset(x, ds.y)
+
+
+def gaussian_clusters_raw(key: rng.Key, n_per_class: int = 400,
+                          centers=((2.0, 2.0), (5.0, 5.0)),
+                          std: float = 1.0) -> tuple[Dataset, Scale]:
+    """As `gaussian_clusters`, but returns the unscaled points and the `Scale` that maps them
+    to [0, 1] (apply it to new points to feed them to a network trained on the scaled set)."""
+    key = rng.check_key(key)
+    _check_count("n_per_class", n_per_class, 1)
+    c = jnp.asarray(centers, jnp.float32)                   # f32[k, d]
+    if c.ndim != 2 or c.shape[0] < 2:
+        raise ValueError(f"centers must be a list of at least 2 points, got shape {c.shape}")
+    k, d = c.shape
+    z = box_muller(key, k * n_per_class * d).reshape(k, n_per_class, d)
+    x = (c[:, None, :] + std * z).reshape(k * n_per_class, d)  # class i around centers[i]
+    labels = jnp.repeat(jnp.arange(k), n_per_class)
+    _, scale = minmax_scale(x)
+    return Dataset(x, one_hot(labels, k)), scale
+
+
+def circles(key: rng.Key, n: int = 500, factor: float = 0.5, noise: float = 0.05,
+            one_hot_labels: bool = False) -> Dataset:
+    """DotCSV's data: two concentric rings (scikit-learn's `make_circles`, written by hand).
+
+    The outer ring (radius 1, class 0) gets n // 2 points, the inner ring (radius `factor`,
+    class 1) the rest, evenly spaced in angle; then N(0, noise^2) is added to each coordinate.
+    `y` is a 0/1 column `f32[n, 1]` (for a network with one output) unless `one_hot_labels`.
+    """
+    key = rng.check_key(key)
+    _check_count("n", n, 2)
+    if not 0.0 < factor < 1.0:
+        raise ValueError(f"factor (inner radius / outer radius) must be in (0, 1), got {factor}")
+    if not noise >= 0.0:
+        raise ValueError(f"noise (std of the added Gaussian) must be >= 0, got {noise}")
+    n_out = n // 2
+    n_in = n - n_out
+    t_out = 2 * jnp.pi * jnp.arange(n_out) / n_out
+    t_in = 2 * jnp.pi * jnp.arange(n_in) / n_in
+    ring = jnp.concatenate([
+        jnp.stack([jnp.cos(t_out), jnp.sin(t_out)], axis=1),
+        factor * jnp.stack([jnp.cos(t_in), jnp.sin(t_in)], axis=1)])   # f32[n, 2]
+    x = ring + noise * box_muller(key, 2 * n).reshape(n, 2)
+    labels = jnp.concatenate([jnp.zeros(n_out, jnp.int32), jnp.ones(n_in, jnp.int32)])
+    y = one_hot(labels, 2) if one_hot_labels else labels[:, None].astype(jnp.float32)
+    return Dataset(x.astype(jnp.float32), y)
+
+
+def split(key: rng.Key, ds: Dataset, train_fraction: float = 0.8) -> tuple[Dataset, Dataset]:
+    """Shuffle the rows with `key`, then cut: the first `round(n * train_fraction)` rows train,
+    the rest test. Both sides must be non-empty."""
+    key = rng.check_key(key)
+    n = check_dataset(ds, "ds")
+    if not (isinstance(train_fraction, (int, float)) and 0.0 < train_fraction < 1.0):
+        raise ValueError(f"train_fraction must be a number in (0, 1), got {train_fraction!r}")
+    n_train = int(round(n * train_fraction))
+    if not 0 < n_train < n:
+        raise ValueError(f"train_fraction={train_fraction} leaves {n_train} training and "
+                         f"{n - n_train} test rows out of {n}; both sides need at least one "
+                         "row: use more data or a fraction nearer 0.5")
+    order = jax.random.permutation(key, n)
+    train_rows, test_rows = order[:n_train], order[n_train:]
+    return Dataset(ds.x[train_rows], ds.y[train_rows]), Dataset(ds.x[test_rows], ds.y[test_rows])
+
+
+def batches(key: rng.Key, n: int, batch_size: int) -> tuple[jax.Array, jax.Array]:
+    """One epoch's order: a random permutation of `range(n)` cut into batches.
+
+    Returns `rows: i32[steps, batch_size]` and `weights: f32[steps, batch_size]`, with
+    steps = ceil(n / batch_size). The last batch is padded with row 0 at weight 0, so every
+    row is used exactly once with weight 1 and no batch has a new shape (no recompile).
+    """
+    steps = math.ceil(n / batch_size)
+    pad = steps * batch_size - n
+    order = jax.random.permutation(rng.check_key(key), n)
+    rows = jnp.concatenate([order, jnp.zeros(pad, order.dtype)]).reshape(steps, batch_size)
+    weights = jnp.concatenate([jnp.ones(n), jnp.zeros(pad)]).reshape(steps, batch_size)
+    return rows, weights
+
+
+# --- checks, in plain Python before any tracing --------------------------------------------
+
+def check_dataset(ds, name: str = "ds") -> int:
+    """Check that `ds` is a usable Dataset; return its row count n.
+
+    Shapes are always checked; values (finite, one-hot) only on concrete arrays, so the check
+    also runs inside `jit`/`vmap` where it looks at shapes alone.
+    """
+    if not (isinstance(ds, tuple) and len(ds) == 2):
+        raise TypeError(f"{name} must be a Dataset(x, y), got {type(ds).__name__}; "
+                        "build one with funcnn.data.Dataset(x, y)")
+    x, y = ds
+    for part, v in (("x", x), ("y", y)):
+        if getattr(v, "ndim", None) != 2:
+            raise ValueError(f"{name}.{part} must be a 2-D array [rows, columns], got "
+                             f"{_shape(v)}; reshape it, e.g. {part}.reshape(len({part}), -1)")
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"{name}.x has {x.shape[0]} rows but {name}.y has {y.shape[0]}; "
+                         "every example needs one row in each")
+    if x.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 rows); it needs at least one example")
+    if not isinstance(x, jax.core.Tracer) and not bool(jnp.isfinite(x).all()):
+        bad = int(jnp.argmax(~jnp.isfinite(x).all(axis=1)))
+        raise ValueError(f"{name}.x holds NaN or Inf (first in row {bad}); clean or drop "
+                         "those rows before training")
+    if not isinstance(y, jax.core.Tracer):
+        if not bool(jnp.isfinite(y).all()):
+            raise ValueError(f"{name}.y holds NaN or Inf; labels must be one-hot 0/1 rows")
+        zero_one = bool(((y == 0) | (y == 1)).all())
+        one_per_row = y.shape[1] == 1 or bool((y.sum(axis=1) == 1).all())
+        if not (zero_one and one_per_row):
+            raise ValueError(f"{name}.y is not one-hot: each row must hold 0s and a single 1 "
+                             f"(or, with one column, a 0 or a 1); got e.g. {y[0].tolist()}. "
+                             "Use funcnn.data.one_hot(labels, k)")
+    return x.shape[0]
+
+
+def _check_count(name: str, v, least: int) -> None:
+    if isinstance(v, bool) or not isinstance(v, int) or v < least:
+        raise ValueError(f"{name} must be an int >= {least}, got {v!r}")
+
+
+def _shape(v) -> str:
+    shape = getattr(v, "shape", None)
+    if shape is None:
+        return type(v).__name__
+    return f"{getattr(v, 'dtype', '')}{list(shape)}"

@@ -1,0 +1,72 @@
+"""Activations: the Clojure project's `nn.math`. Each is a function and its derivative.
+
+Contract: an `Activation` holds `fn(z) -> a` and `vjp(z, a, g) -> g * da/dz` (a vector-Jacobian
+product: the incoming gradient g = dL/da pulled back to dL/dz, without building the Jacobian).
+The VJP gets both z and a = fn(z) so it can reuse whichever makes the formula cheap.
+All act on the last axis of `f32[n, k]` arrays and stay finite at |z| = 1000 in float32.
+They are module-level values, so a network holding them hashes the same on every call.
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class Activation(NamedTuple):
+    name: str
+    fn: Callable[[jax.Array], jax.Array]                        # z -> a
+    vjp: Callable[[jax.Array, jax.Array, jax.Array], jax.Array]  # (z, a, g) -> g * da/dz
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def _identity(z):
+    return z
+def _identity_vjp(z, a, g):
+    return g                                     # d z / dz = 1
+identity = Activation("identity", _identity, _identity_vjp)
+
+
+def _sigmoid(z):
+    return 0.5 * (jnp.tanh(0.5 * z) + 1.0)       # = 1 / (1 + e^-z), finite at |z| = 1000
+def _sigmoid_vjp(z, a, g):
+    return g * a * (1.0 - a)                     # sigma'(z) = sigma(z) (1 - sigma(z)) = a (1 - a)
+sigmoid = Activation("sigmoid", _sigmoid, _sigmoid_vjp)
+
+
+def _tanh(z):
+    return jnp.tanh(z)
+def _tanh_vjp(z, a, g):
+    return g * (1.0 - a * a)                     # tanh'(z) = 1 - tanh(z)^2 = 1 - a^2
+tanh = Activation("tanh", _tanh, _tanh_vjp)
+
+
+def _relu(z):
+    return jnp.maximum(z, 0.0)
+def _relu_vjp(z, a, g):
+    return jnp.where(z > 0, g, 0.0)              # relu'(z) = 1 if z > 0 else 0 (0 at z = 0)
+relu = Activation("relu", _relu, _relu_vjp)
+
+
+def _softmax(z):
+    e = jnp.exp(z - z.max(axis=-1, keepdims=True))     # shift by the max: e <= 1, no overflow
+    return e / e.sum(axis=-1, keepdims=True)
+def _softmax_vjp(z, a, g):
+    # da_i/dz_j = a_i (delta_ij - a_j)  =>  (g J)_j = a_j (g_j - sum_i g_i a_i)
+    return a * (g - (a * g).sum(axis=-1, keepdims=True))
+softmax = Activation("softmax", _softmax, _softmax_vjp)
+
+
+def _log_softmax(z):
+    shifted = z - z.max(axis=-1, keepdims=True)        # log-sum-exp trick, never log(softmax)
+    return shifted - jnp.log(jnp.exp(shifted).sum(axis=-1, keepdims=True))
+def _log_softmax_vjp(z, a, g):
+    # a_i = z_i - lse(z),  da_i/dz_j = delta_ij - softmax(z)_j  =>  g - softmax(z) sum_i g_i
+    return g - jnp.exp(a) * g.sum(axis=-1, keepdims=True)
+log_softmax = Activation("log_softmax", _log_softmax, _log_softmax_vjp)
+
+
+ACTIVATIONS = {act.name: act for act in (identity, sigmoid, tanh, relu, softmax, log_softmax)}

@@ -1,0 +1,44 @@
+"""Metrics: numbers that say how good the output `a: f32[n, k]` is for labels `y: f32[n, k]`.
+
+Contract: pure functions of arrays, usable under `jit` and `vmap`. A class is the argmax of a
+row (k >= 2) or `a > 0.5` (one output column, a probability). Optional `w: f32[n]` weights
+(0 for padding rows) make every mean a mean over the real rows only.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def predict_class(a: jax.Array) -> jax.Array:
+    """`a: f32[n, k]` -> `i32[n]`: argmax over k, or `a[:, 0] > 0.5` when k = 1."""
+    if a.shape[-1] == 1:
+        return (a[:, 0] > 0.5).astype(jnp.int32)
+    return jnp.argmax(a, axis=-1).astype(jnp.int32)
+
+
+def _mean(v, w):
+    return v.mean() if w is None else (w * v).sum() / w.sum()
+
+
+def accuracy(a: jax.Array, y: jax.Array, w: jax.Array | None = None) -> jax.Array:
+    """Fraction of rows whose predicted class is the labelled one."""
+    return _mean((predict_class(a) == predict_class(y)).astype(a.dtype), w)
+
+
+def mse(a: jax.Array, y: jax.Array, w: jax.Array | None = None) -> jax.Array:
+    """Mean over rows of the mean squared error over columns."""
+    return _mean(((a - y) ** 2).mean(axis=-1), w)
+
+
+def cross_entropy(p: jax.Array, y: jax.Array, w: jax.Array | None = None,
+                  eps: float = 1e-8) -> jax.Array:
+    """Mean over rows of `-sum_j y_j log(p_j + eps)` for probabilities `p` (seed 2's form)."""
+    return _mean(-(y * jnp.log(p + eps)).sum(axis=-1), w)
+
+
+def confusion_matrix(a: jax.Array, y: jax.Array, k: int | None = None) -> jax.Array:
+    """`i32[k, k]`: row = true class, column = predicted class, entry = count."""
+    k = k or max(y.shape[-1], 2)
+    true, pred = predict_class(y), predict_class(a)
+    return jnp.zeros((k, k), jnp.int32).at[true, pred].add(1)

@@ -1,0 +1,250 @@
+"""The network: the Clojure project's `nn.model`. Description, init, forward, backprop.
+
+Contract: an `MLP` describes a network (sizes, activations, loss, init scheme) and holds no
+numbers; it is frozen and hashable, so it is a static argument of `jit`. Its parameters are a
+plain pytree, a tuple with one `{"w": f32[d_in, d_out], "b": f32[d_out]}` per layer.
+`grads` is backpropagation written by hand: the loss's VJP, then each layer's activation VJP
+and dense VJP, from the last layer to the first. `jax.grad` is never used here; it is the
+referee in `funcnn.gradcheck` and in the tests.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from funcnn import rng
+from funcnn.data import Dataset
+from funcnn.losses import Loss
+from funcnn.math import Activation
+
+Params = tuple   # tuple of {"w": f32[d_in, d_out], "b": f32[d_out]}, one per layer
+
+
+# --- init schemes: (key, d_in, d_out, dtype) -> {"w", "b"} ----------------------------------
+
+@dataclass(frozen=True)
+class uniform:
+    """w and b uniform in [-a, a] (the Clojure default, a = 0.5; DotCSV's, a = 1)."""
+    a: float = 0.5
+
+    def __call__(self, key, d_in, d_out, dtype):
+        k_w, k_b = jax.random.split(key)
+        return {"w": rng.uniform(k_w, (d_in, d_out), -self.a, self.a, dtype),
+                "b": rng.uniform(k_b, (d_out,), -self.a, self.a, dtype)}
+
+
+@dataclass(frozen=True)
+class glorot:
+    """Xavier/Glorot uniform: w in [-s, s], s = sqrt(6 / (d_in + d_out)); b = 0."""
+
+    def __call__(self, key, d_in, d_out, dtype):
+        s = (6.0 / (d_in + d_out)) ** 0.5
+        return {"w": rng.uniform(key, (d_in, d_out), -s, s, dtype), "b": jnp.zeros(d_out, dtype)}
+
+
+xavier = glorot
+
+
+@dataclass(frozen=True)
+class he:
+    """He normal, for ReLU: w ~ N(0, 2 / d_in); b = 0."""
+
+    def __call__(self, key, d_in, d_out, dtype):
+        w = jax.random.normal(key, (d_in, d_out), dtype) * (2.0 / d_in) ** 0.5
+        return {"w": w, "b": jnp.zeros(d_out, dtype)}
+
+
+@dataclass(frozen=True)
+class lecun:
+    """`randn / sqrt(fan_in)` (seed 2's init, LeCun normal): w ~ N(0, 1 / d_in); b = 0."""
+
+    def __call__(self, key, d_in, d_out, dtype):
+        w = jax.random.normal(key, (d_in, d_out), dtype) / d_in ** 0.5
+        return {"w": w, "b": jnp.zeros(d_out, dtype)}
+
+
+# --- the description -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MLP:
+    sizes: tuple[int, ...]    # (d_in, hidden..., d_out)
+    hidden: Activation        # after every layer but the last
+    output: Activation        # after the last layer
+    loss: Loss                # of the output and the labels
+    init: object              # a scheme: (key, d_in, d_out, dtype) -> {"w", "b"}
+
+    def __repr__(self) -> str:
+        return f"MLP({' -> '.join(map(str, self.sizes))}, {self.hidden}, {self.output}, {self.loss})"
+
+    @property
+    def activations(self) -> tuple[Activation, ...]:
+        return (self.hidden,) * (len(self.sizes) - 2) + (self.output,)
+
+
+def mlp(sizes: Sequence[int], hidden: Activation, output: Activation, loss: Loss,
+        init=uniform(0.5)) -> MLP:
+    """Describe a fully connected network. `mlp([2, 8, 2], ...)`: 2 inputs, a hidden layer of
+    8 units, 2 outputs; `mlp([2, 4, 8, 1], ...)`: two hidden layers (4 then 8), 1 output."""
+    sizes = tuple(sizes) if isinstance(sizes, (list, tuple)) else sizes
+    if not isinstance(sizes, tuple) or len(sizes) < 2:
+        raise ValueError(f"sizes must list at least an input and an output size, like [2, 8, 2]; "
+                         f"got {sizes!r}")
+    if not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 1
+               for s in sizes):
+        raise ValueError(f"sizes must be positive ints (no zero layers), got {list(sizes)}")
+    for name, act in (("hidden", hidden), ("output", output)):
+        if not isinstance(act, Activation):
+            raise TypeError(f"{name} must be an activation such as funcnn.math.sigmoid, "
+                            f"got {type(act).__name__}")
+    if not isinstance(loss, Loss):
+        raise TypeError(f"loss must be a loss such as funcnn.losses.mse, got {type(loss).__name__}")
+    if not callable(init):
+        raise TypeError(f"init must be a scheme such as funcnn.model.uniform(0.5), got {init!r}")
+    return MLP(tuple(int(s) for s in sizes), hidden, output, loss, init)
+
+
+# --- numbers ---------------------------------------------------------------------------------
+
+def init(key: rng.Key, net: MLP, dtype=jnp.float32) -> Params:
+    """Draw the parameters: one key per layer, split from `key` in order."""
+    _check_net(net)
+    keys = jax.random.split(rng.check_key(key), len(net.sizes) - 1)
+    return tuple(net.init(k, d_in, d_out, dtype)
+                 for k, d_in, d_out in zip(keys, net.sizes[:-1], net.sizes[1:], strict=True))
+
+
+def dense(p, x):
+    """x: f32[n, d_in], p["w"]: f32[d_in, d_out], p["b"]: f32[d_out] -> z: f32[n, d_out]."""
+    return x @ p["w"] + p["b"]
+
+
+def dense_vjp(p, x, g):
+    """g = dL/dz: f32[n, d_out] -> (dL/dp shaped like p, dL/dx: f32[n, d_in])."""
+    # z = x W + b  =>  dL/dW = x^T g,  dL/db = sum over rows of g,  dL/dx = g W^T
+    return {"w": x.T @ g, "b": g.sum(axis=0)}, g @ p["w"].T
+
+
+def forward(net: MLP, params: Params, x: jax.Array) -> jax.Array:
+    """The network's output for `x: f32[n, d_in]` -> `f32[n, d_out]`."""
+    check_params(net, params)
+    _check_x(net, x)
+    a = x
+    for p, act in zip(params, net.activations, strict=True):
+        a = act.fn(dense(p, a))
+    return a
+
+
+def loss(net: MLP, params: Params, batch: Dataset, w: jax.Array | None = None) -> jax.Array:
+    """The mean loss over `batch` (weighted by `w: f32[n]` if given; 0 drops a row)."""
+    check_batch(net, batch)
+    return net.loss.fn(forward(net, params, batch.x), batch.y, _weights(w, batch))
+
+
+def value_and_grads(net: MLP, params: Params, batch: Dataset,
+                    w: jax.Array | None = None) -> tuple[jax.Array, Params, jax.Array]:
+    """Backpropagation by hand: (loss, dL/dparams shaped like params, output a: f32[n, d_out]).
+
+    Forward, keeping each layer's input x, pre-activation z and activation a; then from the
+    last layer to the first: g = dL/da -> act.vjp -> dL/dz -> dense_vjp -> (dL/dp, dL/dx).
+    """
+    check_params(net, params)
+    check_batch(net, batch)
+    w = _weights(w, batch)
+    # forward, keeping what the backward pass needs
+    tape, a = [], batch.x
+    for p, act in zip(params, net.activations, strict=True):
+        z = dense(p, a)
+        tape.append((a, z))
+        a = act.fn(z)
+    out = a
+    # backward: start from the loss, walk the layers in reverse
+    g = net.loss.vjp(out, batch.y, w)                                  # dL/da of the last layer
+    grads = [None] * len(params)
+    for i in reversed(range(len(params))):
+        x_in, z = tape[i]
+        g = net.activations[i].vjp(z, a, g)                            # dL/dz
+        grads[i], g = dense_vjp(params[i], x_in, g)                    # dL/dp, dL/dx
+        a = x_in                                                       # the layer below's a
+    return net.loss.fn(out, batch.y, w), tuple(grads), out
+
+
+def grads(net: MLP, params: Params, batch: Dataset, w: jax.Array | None = None) -> Params:
+    """dL/dparams by hand-written backpropagation, the same tree as `params`."""
+    return value_and_grads(net, params, batch, w)[1]
+
+
+def sgd(params: Params, g: Params, lr) -> Params:
+    """The gradient descent update, p <- p - lr dL/dp, on every leaf."""
+    return jax.tree.map(lambda p, d: p - lr * d, params, g)
+
+
+def grad_step(net: MLP, params: Params, batch: Dataset, lr,
+              w: jax.Array | None = None) -> tuple[Params, jax.Array]:
+    """One step of gradient descent on `batch`. Returns (new params, the loss before it)."""
+    value, g, _ = value_and_grads(net, params, batch, w)
+    return sgd(params, g, lr), value
+
+
+# --- checks: shapes only, so they run the same on arrays and under jit/vmap -----------------
+
+def _check_net(net) -> None:
+    if not isinstance(net, MLP):
+        raise TypeError(f"net must be a network description from funcnn.model.mlp(...), "
+                        f"got {type(net).__name__}")
+
+
+def check_params(net: MLP, params) -> None:
+    """Raise a ValueError naming the leaf if `params` does not fit `net`."""
+    _check_net(net)
+    layers = len(net.sizes) - 1
+    if not isinstance(params, (tuple, list)) or len(params) != layers:
+        found = len(params) if isinstance(params, (tuple, list)) else type(params).__name__
+        raise ValueError(f"params must be a tuple of {layers} layers for {net}, got {found}; "
+                         "make them with funcnn.model.init(key, net)")
+    for i, (p, d_in, d_out) in enumerate(zip(params, net.sizes[:-1], net.sizes[1:])):
+        if not isinstance(p, dict) or set(p) != {"w", "b"}:
+            raise ValueError(f"params[{i}] must be a dict with keys 'w' and 'b', got "
+                             f"{sorted(p) if isinstance(p, dict) else type(p).__name__}")
+        for leaf, want in (("w", (d_in, d_out)), ("b", (d_out,))):
+            got = tuple(getattr(p[leaf], "shape", ()))
+            if got != want:
+                raise ValueError(f"params[{i}]['{leaf}'] has shape {got} but {net} needs "
+                                 f"{want}; were these params made for another network?")
+
+
+def _check_x(net: MLP, x, name: str = "x") -> None:
+    if getattr(x, "ndim", None) != 2:
+        raise ValueError(f"{name} must be a 2-D array [n, {net.sizes[0]}], got shape "
+                         f"{getattr(x, 'shape', type(x).__name__)}")
+    if x.shape[1] != net.sizes[0]:
+        raise ValueError(f"{name} has {x.shape[1]} features but the network expects {net.sizes[0]} "
+                         f"(sizes={list(net.sizes)}); build it with mlp([{x.shape[1]}, ...])")
+
+
+def check_batch(net: MLP, batch, name: str = "batch") -> None:
+    """Raise if `batch` is not a Dataset whose x and y fit the network's input and output."""
+    if not (isinstance(batch, tuple) and len(batch) == 2):
+        raise TypeError(f"{name} must be a Dataset(x, y), got {type(batch).__name__}")
+    x, y = batch
+    _check_x(net, x, f"{name}.x")
+    if getattr(y, "ndim", None) != 2 or y.shape[0] != x.shape[0]:
+        raise ValueError(f"{name}.y must have shape [{x.shape[0]}, {net.sizes[-1]}] (one row "
+                         f"per row of x), got {getattr(y, 'shape', type(y).__name__)}")
+    if y.shape[1] != net.sizes[-1]:
+        raise ValueError(f"{name}.y is {y.shape[1]} wide (one-hot) but the network has "
+                         f"{net.sizes[-1]} outputs (sizes={list(net.sizes)}); make the last "
+                         f"size {y.shape[1]}")
+
+
+def _weights(w, batch):
+    n = batch.x.shape[0]
+    if w is None:
+        return jnp.ones(n, batch.x.dtype)
+    if getattr(w, "shape", None) != (n,):
+        raise ValueError(f"w must hold one weight per row, shape ({n},), got "
+                         f"{getattr(w, 'shape', type(w).__name__)}")
+    return w
