@@ -8,10 +8,12 @@ pytree: it passes through `jit`, `vmap` and `lax.scan` as it is. Every draw take
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from funcnn import rng
 
@@ -26,8 +28,8 @@ class Dataset(NamedTuple):
 
 class Scale(NamedTuple):
     """Min-max scaling learnt from one array, to apply to others (a grid, new points)."""
-    lo: jax.Array   # f32[d] per-feature minimum
-    hi: jax.Array   # f32[d] per-feature maximum
+    lo: jax.Array   # f32[1, d] per-feature minimum
+    hi: jax.Array   # f32[1, d] per-feature maximum
 
     def __call__(self, x: jax.Array) -> jax.Array:
         span = jnp.where(self.hi > self.lo, self.hi - self.lo, 1.0)   # a constant feature -> 0
@@ -39,7 +41,7 @@ class Scale(NamedTuple):
 
 def minmax_scale(x: jax.Array) -> tuple[jax.Array, Scale]:
     """Scale each feature of `x: f32[n, d]` to [0, 1]; return the result and the `Scale` used."""
-    scale = Scale(x.min(axis=0), x.max(axis=0))
+    scale = Scale(x.min(axis=0, keepdims=True), x.max(axis=0, keepdims=True))
     return scale(x), scale
 
 
@@ -73,9 +75,7 @@ def gaussian_clusters(key: rng.Key, n_per_class: int = 400,
     of class 0 first. `centers` has one point per class (k = len(centers) classes, d = its
     length); every cluster has the same `std`. Use `gaussian_clusters_raw` for unscaled points.
     """
-    ds, _ = gaussian_clusters_raw(key, n_per_class, centers, std)
-    x, _ = minmax_scale(ds.x)
-    return Dataset(x, ds.y)
+    return _clusters_checked(key, n_per_class, centers, std, scaled=True)[0]
 
 
 def gaussian_clusters_raw(key: rng.Key, n_per_class: int = 400,
@@ -83,17 +83,27 @@ def gaussian_clusters_raw(key: rng.Key, n_per_class: int = 400,
                           std: float = 1.0) -> tuple[Dataset, Scale]:
     """As `gaussian_clusters`, but returns the unscaled points and the `Scale` that maps them
     to [0, 1] (apply it to new points to feed them to a network trained on the scaled set)."""
+    return _clusters_checked(key, n_per_class, centers, std, scaled=False)
+
+
+def _clusters_checked(key, n_per_class, centers, std, scaled):
     key = rng.check_key(key)
     _check_count("n_per_class", n_per_class, 1)
-    c = jnp.asarray(centers, jnp.float32)                   # f32[k, d]
-    if c.ndim != 2 or c.shape[0] < 2:
-        raise ValueError(f"centers must be a list of at least 2 points, got shape {c.shape}")
+    centers = tuple(tuple(float(v) for v in c) for c in centers)
+    if len(centers) < 2 or len({len(c) for c in centers}) != 1:
+        raise ValueError(f"centers must be at least 2 points of one dimension, got {centers}")
+    return _gaussian_clusters(key, n_per_class, centers, float(std), scaled)
+
+
+@partial(jax.jit, static_argnums=(1, 2, 3, 4))   # one compile, not one per array operation
+def _gaussian_clusters(key, n_per_class, centers, std, scaled):
+    c = jnp.asarray(centers, jnp.float32)                       # f32[k, d]
     k, d = c.shape
     z = box_muller(key, k * n_per_class * d).reshape(k, n_per_class, d)
     x = (c[:, None, :] + std * z).reshape(k * n_per_class, d)  # class i around centers[i]
     labels = jnp.repeat(jnp.arange(k), n_per_class)
-    _, scale = minmax_scale(x)
-    return Dataset(x, one_hot(labels, k)), scale
+    x_scaled, scale = minmax_scale(x)
+    return Dataset(x_scaled if scaled else x, one_hot(labels, k)), scale
 
 
 def circles(key: rng.Key, n: int = 500, factor: float = 0.5, noise: float = 0.05,
@@ -110,6 +120,11 @@ def circles(key: rng.Key, n: int = 500, factor: float = 0.5, noise: float = 0.05
         raise ValueError(f"factor (inner radius / outer radius) must be in (0, 1), got {factor}")
     if not noise >= 0.0:
         raise ValueError(f"noise (std of the added Gaussian) must be >= 0, got {noise}")
+    return _circles(key, n, float(factor), float(noise), bool(one_hot_labels))
+
+
+@partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _circles(key, n, factor, noise, one_hot_labels):
     n_out = n // 2
     n_in = n - n_out
     t_out = 2 * jnp.pi * jnp.arange(n_out) / n_out
@@ -135,7 +150,12 @@ def split(key: rng.Key, ds: Dataset, train_fraction: float = 0.8) -> tuple[Datas
         raise ValueError(f"train_fraction={train_fraction} leaves {n_train} training and "
                          f"{n - n_train} test rows out of {n}; both sides need at least one "
                          "row: use more data or a fraction nearer 0.5")
-    order = jax.random.permutation(key, n)
+    return _split(key, Dataset(*ds), n_train)
+
+
+@partial(jax.jit, static_argnums=2)
+def _split(key, ds, n_train):
+    order = jax.random.permutation(key, ds.x.shape[0])
     train_rows, test_rows = order[:n_train], order[n_train:]
     return Dataset(ds.x[train_rows], ds.y[train_rows]), Dataset(ds.x[test_rows], ds.y[test_rows])
 
@@ -176,20 +196,27 @@ def check_dataset(ds, name: str = "ds") -> int:
                          "every example needs one row in each")
     if x.shape[0] == 0:
         raise ValueError(f"{name} is empty (0 rows); it needs at least one example")
-    if not isinstance(x, jax.core.Tracer) and not bool(jnp.isfinite(x).all()):
-        bad = int(jnp.argmax(~jnp.isfinite(x).all(axis=1)))
-        raise ValueError(f"{name}.x holds NaN or Inf (first in row {bad}); clean or drop "
+    if isinstance(x, jax.core.Tracer) or isinstance(y, jax.core.Tracer):
+        return x.shape[0]                         # traced: values unknown, shapes checked
+    bad_x, bad_y = _first_bad_rows(np.asarray(x), np.asarray(y))
+    if bad_x >= 0:
+        raise ValueError(f"{name}.x holds NaN or Inf (first in row {bad_x}); clean or drop "
                          "those rows before training")
-    if not isinstance(y, jax.core.Tracer):
-        if not bool(jnp.isfinite(y).all()):
-            raise ValueError(f"{name}.y holds NaN or Inf; labels must be one-hot 0/1 rows")
-        zero_one = bool(((y == 0) | (y == 1)).all())
-        one_per_row = y.shape[1] == 1 or bool((y.sum(axis=1) == 1).all())
-        if not (zero_one and one_per_row):
-            raise ValueError(f"{name}.y is not one-hot: each row must hold 0s and a single 1 "
-                             f"(or, with one column, a 0 or a 1); got e.g. {y[0].tolist()}. "
-                             "Use funcnn.data.one_hot(labels, k)")
+    if bad_y >= 0:
+        raise ValueError(f"{name}.y is not one-hot: each row must hold 0s and a single 1 "
+                         f"(or, with one column, a 0 or a 1); row {bad_y} is "
+                         f"{[float(v) for v in y[bad_y][:12]]}. Use funcnn.data.one_hot(labels, k)")
     return x.shape[0]
+
+
+def _first_bad_rows(x: np.ndarray, y: np.ndarray) -> tuple[int, int]:
+    """(first row of x with a NaN/Inf, first row of y that is not one-hot), -1 where none.
+    NumPy on the host: a check that runs once per call needs no compiled program."""
+    def first(bad):
+        return int(np.argmax(bad)) if bad.any() else -1
+    zero_one = ((y == 0) | (y == 1)).all(axis=1)
+    one_per_row = (y.sum(axis=1) == 1) if y.shape[1] > 1 else True
+    return first(~np.isfinite(x).all(axis=1)), first(~(zero_one & one_per_row))
 
 
 def _check_count(name: str, v, least: int) -> None:

@@ -10,6 +10,7 @@ referee in `funcnn.gradcheck` and in the tests.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Sequence
 
 import jax
@@ -112,14 +113,19 @@ def mlp(sizes: Sequence[int], hidden: Activation, output: Activation, loss: Loss
 def init(key: rng.Key, net: MLP, dtype=jnp.float32) -> Params:
     """Draw the parameters: one key per layer, split from `key` in order."""
     _check_net(net)
-    keys = jax.random.split(rng.check_key(key), len(net.sizes) - 1)
+    return _init(rng.check_key(key), net, jnp.dtype(dtype))
+
+
+@partial(jax.jit, static_argnums=(1, 2))          # one compile per network, not one per draw
+def _init(key, net, dtype):
+    keys = jax.random.split(key, len(net.sizes) - 1)
     return tuple(net.init(k, d_in, d_out, dtype)
                  for k, d_in, d_out in zip(keys, net.sizes[:-1], net.sizes[1:], strict=True))
 
 
 def dense(p, x):
     """x: f32[n, d_in], p["w"]: f32[d_in, d_out], p["b"]: f32[d_out] -> z: f32[n, d_out]."""
-    return x @ p["w"] + p["b"]
+    return x @ p["w"] + p["b"][None, :]           # b broadcast over the n rows
 
 
 def dense_vjp(p, x, g):

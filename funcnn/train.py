@@ -14,6 +14,7 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from funcnn import data, metrics, model, rng
@@ -161,7 +162,8 @@ def _check_fit_args(key, net, params, train, test, epochs, lr, batch_size):
             raise ValueError(f"lr (learning rate) must be finite and > 0, got {lr_value}; "
                              "try 0.5 for the Clojure net, 0.01-0.1 for larger ones")
     dtype = jax.tree.leaves(params)[0].dtype
-    lr = jnp.asarray(lr, dtype)                 # one abstract type for every lr: no recompile
+    if not isinstance(lr, jax.core.Tracer):     # a host scalar of the params' dtype: every lr
+        lr = np.asarray(lr, dtype)              # has the same abstract type, so no recompile
     return key, params, Dataset(*train), None if test is None else Dataset(*test), lr
 
 
@@ -173,10 +175,10 @@ def _batched(key, params) -> bool:
 def _raise_if_diverged(params, history, lr) -> None:
     if any(isinstance(v, jax.core.Tracer) for v in history.values()):
         return                                  # traced by an outer jit/vmap: values unknown
-    bad = jnp.stack([~jnp.isfinite(v) for v in history.values()]).any(axis=0)   # [(m,) epochs]
-    if not bool(bad.any()):
+    bad = np.stack([~np.isfinite(np.asarray(v)) for v in history.values()]).any(axis=0)
+    if not bad.any():                           # bad: [epochs] or [members, epochs]
         return
-    first = int(jnp.argmax(bad.reshape(-1, bad.shape[-1]).any(axis=0))) + 1
+    first = int(np.argmax(bad.reshape(-1, bad.shape[-1]).any(axis=0))) + 1
     raise TrainingDiverged(
         f"training diverged: the loss became NaN or Inf in epoch {first} (lr={float(lr):g}). "
         "Lower lr (by 10x, say) or check the data's scale; the partial history is on this "
