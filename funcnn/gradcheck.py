@@ -7,10 +7,12 @@ It prints as a small table in a REPL. Run it after writing a new activation or l
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from funcnn import model
 from funcnn.data import Dataset
@@ -40,10 +42,19 @@ class GradcheckReport(NamedTuple):
         return "\n".join(lines)
 
 
-def relative_error(hand: jax.Array, auto: jax.Array) -> float:
+def relative_error(hand, auto) -> float:
     """max |hand - auto| / max |auto|: 0 when equal, ~eps of the dtype when only rounding differs."""
-    scale = jnp.maximum(jnp.abs(auto).max(), jnp.finfo(auto.dtype).tiny)
-    return float(jnp.abs(hand - auto).max() / scale)
+    hand, auto = np.asarray(hand), np.asarray(auto)
+    scale = max(float(np.abs(auto).max()), float(np.finfo(auto.dtype).tiny))
+    return float(np.abs(hand - auto).max()) / scale
+
+
+@partial(jax.jit, static_argnums=0)
+def both_grads(net: model.MLP, params: model.Params, batch: Dataset, w: jax.Array):
+    """(hand-written backprop, jax.grad of the loss): two trees shaped like params, one program."""
+    hand = model._value_and_grads(net, params, batch, w)[1]
+    auto = jax.grad(model._loss, argnums=1)(net, params, batch, w)
+    return hand, auto
 
 
 def gradcheck(net: model.MLP, params: model.Params, batch: Dataset, w=None, *,
@@ -58,8 +69,9 @@ def gradcheck(net: model.MLP, params: model.Params, batch: Dataset, w=None, *,
         cast = lambda tree: jax.tree.map(lambda v: jnp.asarray(v, dtype), tree)
         params, batch = cast(params), Dataset(*cast(tuple(batch)))
         w = None if w is None else cast(w)
-        hand = model.grads(net, params, batch, w)
-        auto = jax.grad(model.loss, argnums=1)(net, params, batch, w)
+        model.check_params(net, params)
+        model.check_batch(net, batch)
+        hand, auto = both_grads(net, params, batch, model._weights(w, batch))
         leaves = jax.tree_util.tree_leaves_with_path(hand)
         errors = {jax.tree_util.keystr(path): relative_error(h, a)
                   for (path, h), a in zip(leaves, jax.tree.leaves(auto), strict=True)}

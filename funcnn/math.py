@@ -45,7 +45,7 @@ tanh = Activation("tanh", _tanh, _tanh_vjp)
 
 
 def _relu(z):
-    return jnp.maximum(z, 0.0)
+    return jnp.where(z > 0, z, 0.0)              # (autodiff of maximum(z, 0) would give 1/2 at 0)
 def _relu_vjp(z, a, g):
     return jnp.where(z > 0, g, 0.0)              # relu'(z) = 1 if z > 0 else 0 (0 at z = 0)
 relu = Activation("relu", _relu, _relu_vjp)

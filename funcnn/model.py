@@ -138,44 +138,22 @@ def forward(net: MLP, params: Params, x: jax.Array) -> jax.Array:
     """The network's output for `x: f32[n, d_in]` -> `f32[n, d_out]`."""
     check_params(net, params)
     _check_x(net, x)
-    a = x
-    for p, act in zip(params, net.activations, strict=True):
-        a = act.fn(dense(p, a))
-    return a
+    return _forward(net, params, x)
 
 
 def loss(net: MLP, params: Params, batch: Dataset, w: jax.Array | None = None) -> jax.Array:
     """The mean loss over `batch` (weighted by `w: f32[n]` if given; 0 drops a row)."""
+    check_params(net, params)
     check_batch(net, batch)
-    return net.loss.fn(forward(net, params, batch.x), batch.y, _weights(w, batch))
+    return _loss(net, params, batch, _weights(w, batch))
 
 
 def value_and_grads(net: MLP, params: Params, batch: Dataset,
                     w: jax.Array | None = None) -> tuple[jax.Array, Params, jax.Array]:
-    """Backpropagation by hand: (loss, dL/dparams shaped like params, output a: f32[n, d_out]).
-
-    Forward, keeping each layer's input x, pre-activation z and activation a; then from the
-    last layer to the first: g = dL/da -> act.vjp -> dL/dz -> dense_vjp -> (dL/dp, dL/dx).
-    """
+    """Backpropagation by hand: (loss, dL/dparams shaped like params, output a: f32[n, d_out])."""
     check_params(net, params)
     check_batch(net, batch)
-    w = _weights(w, batch)
-    # forward, keeping what the backward pass needs
-    tape, a = [], batch.x
-    for p, act in zip(params, net.activations, strict=True):
-        z = dense(p, a)
-        tape.append((a, z))
-        a = act.fn(z)
-    out = a
-    # backward: start from the loss, walk the layers in reverse
-    g = net.loss.vjp(out, batch.y, w)                                  # dL/da of the last layer
-    grads = [None] * len(params)
-    for i in reversed(range(len(params))):
-        x_in, z = tape[i]
-        g = net.activations[i].vjp(z, a, g)                            # dL/dz
-        grads[i], g = dense_vjp(params[i], x_in, g)                    # dL/dp, dL/dx
-        a = x_in                                                       # the layer below's a
-    return net.loss.fn(out, batch.y, w), tuple(grads), out
+    return _value_and_grads(net, params, batch, _weights(w, batch))
 
 
 def grads(net: MLP, params: Params, batch: Dataset, w: jax.Array | None = None) -> Params:
@@ -191,7 +169,52 @@ def sgd(params: Params, g: Params, lr) -> Params:
 def grad_step(net: MLP, params: Params, batch: Dataset, lr,
               w: jax.Array | None = None) -> tuple[Params, jax.Array]:
     """One step of gradient descent on `batch`. Returns (new params, the loss before it)."""
-    value, g, _ = value_and_grads(net, params, batch, w)
+    check_params(net, params)
+    check_batch(net, batch)
+    return _grad_step(net, params, batch, _weights(w, batch), lr)
+
+
+# --- the computations, once the checks above have passed --------------------------------------
+# Each is compiled once per network and shape (the network is a static argument), so a call
+# in a REPL runs one program rather than dozens of single operations; inside a caller's
+# jit, vmap or grad they are inlined like any other function.
+
+@partial(jax.jit, static_argnums=0)
+def _forward(net, params, x):
+    a = x
+    for p, act in zip(params, net.activations, strict=True):
+        a = act.fn(dense(p, a))                                        # a = act(x W + b)
+    return a
+
+
+@partial(jax.jit, static_argnums=0)
+def _loss(net, params, batch, w):
+    return net.loss.fn(_forward(net, params, batch.x), batch.y, w)
+
+
+@partial(jax.jit, static_argnums=0)
+def _value_and_grads(net, params, batch, w):
+    # forward, keeping each layer's input x and pre-activation z for the backward pass
+    tape, a = [], batch.x
+    for p, act in zip(params, net.activations, strict=True):
+        z = dense(p, a)
+        tape.append((a, z))
+        a = act.fn(z)
+    out = a
+    # backward: start from the loss, walk the layers from the last to the first
+    g = net.loss.vjp(out, batch.y, w)                                  # dL/da of the last layer
+    grads = [None] * len(params)
+    for i in reversed(range(len(params))):
+        x_in, z = tape[i]
+        g = net.activations[i].vjp(z, a, g)                            # dL/da -> dL/dz
+        grads[i], g = dense_vjp(params[i], x_in, g)                    # dL/dz -> dL/dp, dL/dx
+        a = x_in                                                       # the layer below's a
+    return net.loss.fn(out, batch.y, w), tuple(grads), out
+
+
+@partial(jax.jit, static_argnums=0)
+def _grad_step(net, params, batch, w, lr):
+    value, g, _ = _value_and_grads(net, params, batch, w)
     return sgd(params, g, lr), value
 
 

@@ -1,0 +1,111 @@
+"""Data: draws by hand, scaling, one-hot, the keyed split and the per-epoch shuffle."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import funcnn as fn
+
+
+def test_box_muller_draws_standard_normals():
+    z = np.asarray(fn.data.box_muller(jax.random.key(0), 200_001))
+    assert z.shape == (200_001,) and np.isfinite(z).all()
+    assert abs(z.mean()) < 0.01 and abs(z.std() - 1.0) < 0.01
+    assert abs((np.abs(z) < 1.0).mean() - 0.6827) < 0.01      # the 68 % rule
+
+
+def test_gaussian_clusters_shape_range_and_labels():
+    ds = fn.data.gaussian_clusters(jax.random.key(1), n_per_class=400)
+    assert ds.x.shape == (800, 2) and ds.y.shape == (800, 2)
+    np.testing.assert_allclose(ds.x.min(axis=0), [0.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(ds.x.max(axis=0), [1.0, 1.0], atol=1e-6)
+    np.testing.assert_array_equal(ds.y.sum(axis=0), [400, 400])
+    # class 1 sits up and to the right of class 0
+    assert bool((ds.x[400:].mean(axis=0) > ds.x[:400].mean(axis=0) + 0.25).all())
+
+
+def test_scale_maps_new_points_like_the_data():
+    raw, scale = fn.data.gaussian_clusters_raw(jax.random.key(2), n_per_class=50)
+    scaled = fn.data.gaussian_clusters(jax.random.key(2), n_per_class=50)
+    np.testing.assert_allclose(scale(raw.x), scaled.x, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(scale.invert(scale(raw.x)), raw.x, rtol=1e-5, atol=1e-5)
+
+
+def test_circles_are_two_rings():
+    ds = fn.data.circles(jax.random.key(3), n=500, factor=0.5, noise=0.0)
+    r = np.linalg.norm(np.asarray(ds.x), axis=1)
+    y = np.asarray(ds.y[:, 0])
+    assert ds.x.shape == (500, 2) and ds.y.shape == (500, 1)
+    np.testing.assert_allclose(r[y == 0], 1.0, rtol=1e-6)
+    np.testing.assert_allclose(r[y == 1], 0.5, rtol=1e-6)
+    noisy = fn.data.circles(jax.random.key(4), n=500, noise=0.05)
+    spread = np.linalg.norm(np.asarray(noisy.x), axis=1)[np.asarray(noisy.y[:, 0]) == 0].std()
+    assert 0.02 < spread < 0.08
+    assert fn.data.circles(jax.random.key(5), n=11, one_hot_labels=True).y.shape == (11, 2)
+
+
+def test_one_hot():
+    np.testing.assert_array_equal(fn.data.one_hot(jnp.array([2, 0]), 3), [[0, 0, 1], [1, 0, 0]])
+
+
+def test_split_is_a_keyed_partition():
+    ds = fn.data.Dataset(jnp.arange(20.0)[:, None], fn.data.one_hot(jnp.arange(20) % 2, 2))
+    train, test = fn.data.split(jax.random.key(6), ds, train_fraction=0.8)
+    assert train.x.shape == (16, 1) and test.x.shape == (4, 1)
+    rows = np.concatenate([train.x[:, 0], test.x[:, 0]])
+    np.testing.assert_array_equal(np.sort(rows), np.arange(20.0))   # each row exactly once
+    np.testing.assert_array_equal(train.y[:, 1], train.x[:, 0] % 2)   # labels stay with rows
+    again, _ = fn.data.split(jax.random.key(6), ds)
+    other, _ = fn.data.split(jax.random.key(7), ds)
+    np.testing.assert_array_equal(again.x, train.x)                  # same key, same split
+    assert not np.array_equal(other.x, train.x)                      # other key, other split
+
+
+def test_batches_use_every_row_once_and_pad_with_weight_zero():
+    rows, w = fn.data.batches(jax.random.key(8), n=10, batch_size=4)
+    assert rows.shape == (3, 4) and w.shape == (3, 4)
+    real = np.asarray(rows)[np.asarray(w) == 1]
+    np.testing.assert_array_equal(np.sort(real), np.arange(10))
+    assert float(w.sum()) == 10.0 and float(w[-1].sum()) == 2.0
+
+
+def test_two_epochs_shuffle_differently():
+    k1, k2 = jax.random.split(jax.random.key(9))
+    r1, _ = fn.data.batches(k1, 100, 10)
+    r2, _ = fn.data.batches(k2, 100, 10)
+    assert not np.array_equal(r1, r2)
+
+
+@pytest.mark.parametrize("ds, match", [
+    (fn.data.Dataset(jnp.zeros((3, 2)), jnp.zeros((4, 2))), "3 rows but ds.y has 4"),
+    (fn.data.Dataset(jnp.zeros((0, 2)), jnp.zeros((0, 2))), "empty"),
+    (fn.data.Dataset(jnp.array([[0.0, jnp.nan]]), jnp.array([[1.0, 0.0]])), "NaN or Inf"),
+    (fn.data.Dataset(jnp.array([[0.0, jnp.inf]]), jnp.array([[1.0, 0.0]])), "NaN or Inf"),
+    (fn.data.Dataset(jnp.zeros((2, 2)), jnp.array([[1.0, 0.0], [0.5, 0.5]])), "not one-hot"),
+    (fn.data.Dataset(jnp.zeros((2, 2)), jnp.array([[1.0, 1.0], [0.0, 1.0]])), "row 0"),
+    (fn.data.Dataset(jnp.zeros(3), jnp.zeros((3, 2))), "2-D"),
+])
+def test_bad_datasets_are_refused_with_a_reason(ds, match):
+    with pytest.raises(ValueError, match=match):
+        fn.data.check_dataset(ds, "ds")
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.5, 1.5, 0.01, "0.8"])
+def test_split_refuses_fractions_that_leave_a_side_empty(fraction):
+    ds = fn.data.gaussian_clusters(jax.random.key(10), n_per_class=10)
+    with pytest.raises(ValueError, match="train_fraction"):
+        fn.data.split(jax.random.key(11), ds, train_fraction=fraction)
+
+
+@pytest.mark.parametrize("bad", [1337, None, 0.5, jnp.zeros(3, jnp.uint32),
+                                 jax.random.split(jax.random.key(0), 2)])
+def test_keys_must_be_keys(bad):
+    with pytest.raises(TypeError, match="key"):
+        fn.data.gaussian_clusters(bad, n_per_class=10)
+
+
+def test_a_legacy_uint32_key_is_wrapped():
+    legacy = jax.random.PRNGKey(12)
+    typed = jax.random.key(12)
+    np.testing.assert_array_equal(fn.data.gaussian_clusters(legacy, 10).x,
+                                  fn.data.gaussian_clusters(typed, 10).x)

@@ -1,0 +1,169 @@
+"""The network: description, init, forward, and hand-written backprop refereed by jax.grad."""
+import random
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import funcnn as fn
+
+M, L = fn.math, fn.losses
+HIDDEN = [M.sigmoid, M.tanh, M.relu, M.identity]
+HEADS = [(M.sigmoid, L.mse), (M.identity, L.mse), (M.tanh, L.mse), (M.softmax, L.mse),
+         (M.identity, L.softmax_cross_entropy), (M.log_softmax, L.nll),
+         (M.sigmoid, L.binary_cross_entropy), (M.softmax, L.binary_cross_entropy)]
+INITS = [fn.model.uniform(0.5), fn.model.glorot(), fn.model.he(), fn.model.lecun()]
+
+
+def _case(seed, depth, hidden, head, dtype):
+    """A network of `depth` layers (widths 4 or 6: few shapes, few compiles) and a batch."""
+    pick = random.Random(seed)
+    sizes = [3] + [pick.choice([4, 6]) for _ in range(depth - 1)] + [3]
+    net = fn.model.mlp(sizes, hidden=hidden, output=head[0], loss=head[1],
+                       init=pick.choice(INITS))
+    k_p, k_x, k_y = jax.random.split(jax.random.key(seed), 3)
+    params = fn.model.init(k_p, net, dtype)
+    x = jax.random.normal(k_x, (5, 3), dtype)
+    y = fn.data.one_hot(jax.random.randint(k_y, (5,), 0, 3), 3, dtype)
+    return net, params, fn.data.Dataset(x, y)
+
+
+def _worst_errors_over_seeds(net, seeds, dtype):
+    """Hand vs jax.grad for `seeds` random params and batches at once (vmap: one compile).
+    The draws come from NumPy so that only the network under test is compiled."""
+    rng = np.random.default_rng(sum(net.sizes) * 1000 + seeds)
+    shapes = jax.eval_shape(lambda: fn.model.init(jax.random.key(0), net, dtype))
+    params = jax.tree.map(lambda s: jnp.asarray(0.7 * rng.normal(size=(seeds, *s.shape)), dtype),
+                          shapes)                   # moderate weights: softmax not saturated
+    k = net.sizes[-1]
+    x = jnp.asarray(rng.normal(size=(seeds, 5, net.sizes[0])), dtype)
+    y = jnp.asarray(np.eye(k)[rng.integers(0, k, size=(seeds, 5))], dtype)
+    hand, auto = jax.vmap(lambda p, b: fn.gradcheck.both_grads(net, p, b, jnp.ones(5, dtype)))(
+        params, fn.data.Dataset(x, y))
+    hand, auto = jax.tree.map(np.asarray, (hand, auto))   # slice on the host, not per op
+    return [max(fn.gradcheck.relative_error(h[i], a[i]) for i in range(seeds))
+            for h, a in zip(jax.tree.leaves(hand), jax.tree.leaves(auto))]
+
+
+@pytest.mark.parametrize("hidden", HIDDEN, ids=lambda a: a.name)
+@pytest.mark.parametrize("head", HEADS, ids=lambda h: f"{h[0].name}-{h[1].name}")
+def test_hand_gradients_match_autodiff_float64(hidden, head, x64):
+    """Every hidden activation x output/loss pair, depths 1 to 5, random widths, 16 seeds."""
+    i = HIDDEN.index(hidden) + len(HIDDEN) * HEADS.index(head)
+    for depth in (1 + i % 5, 1 + (i + 2) % 5):            # every depth, across the pairs
+        net, _, _ = _case(i * 10 + depth, depth, hidden, head, jnp.float64)
+        errors = _worst_errors_over_seeds(net, 16, jnp.float64)
+        assert max(errors) < 1e-9, (net, errors)
+
+
+@pytest.mark.parametrize("head", HEADS, ids=lambda h: f"{h[0].name}-{h[1].name}")
+def test_hand_gradients_match_autodiff_float32(head):
+    net, params, batch = _case(7, 3, M.tanh, head, jnp.float32)
+    report = fn.gradcheck.gradcheck(net, params, batch, x64=False)
+    assert report.dtype == "float32" and report.passed and report.worst < 1e-4, (net, report)
+    errors = _worst_errors_over_seeds(net, 16, jnp.float32)
+    assert max(errors) < 1e-4, (net, errors)
+
+
+def test_weighted_gradients_match_autodiff(x64):
+    net, params, batch = _case(3, 3, M.sigmoid, HEADS[0], jnp.float64)
+    w = jnp.array([1.0, 1.0, 0.0, 1.0, 0.0])
+    assert fn.gradcheck.gradcheck(net, params, batch, w).worst < 1e-9
+
+
+def test_gradcheck_bites_on_a_wrong_vjp(x64):
+    broken = M.Activation("broken_tanh", M.tanh.fn, lambda z, a, g: g * (1.0 - a))
+    net, params, batch = _case(4, 2, broken, HEADS[0], jnp.float64)
+    report = fn.gradcheck.gradcheck(net, params, batch)
+    assert not report.passed and report.errors["[0]['w']"] > 1e-3
+    assert "FAIL" in repr(report)
+    ok = fn.gradcheck.gradcheck(*_case(4, 2, M.tanh, HEADS[0], jnp.float64))
+    assert ok.passed and "PASS" in repr(ok) and "params[1]['w']" in repr(ok)
+
+
+def test_the_documented_session_works_as_written():
+    k_data, k_split, k_init, k_fit = jax.random.split(jax.random.key(1337), 4)
+    ds = fn.data.gaussian_clusters(k_data, n_per_class=400)
+    train, test = fn.data.split(k_split, ds, train_fraction=0.8)
+    net = fn.model.mlp([2, 8, 2], hidden=fn.math.sigmoid, output=fn.math.sigmoid,
+                       loss=fn.losses.mse, init=fn.model.uniform(0.5))
+    params = fn.model.init(k_init, net)
+    assert [(p["w"].shape, p["b"].shape) for p in params] == [((2, 8), (8,)), ((8, 2), (2,))]
+    assert all(float(jnp.abs(v).max()) <= 0.5 for v in jax.tree.leaves(params))
+    assert fn.model.forward(net, params, test.x).shape == (160, 2)
+    l = fn.model.loss(net, params, test)
+    assert l.shape == () and 0.0 < float(l) < 1.0
+    g = fn.model.grads(net, params, train)
+    g_auto = jax.grad(fn.model.loss, argnums=1)(net, params, train)
+    assert jax.tree.structure(g) == jax.tree.structure(params)
+    for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_auto)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+    params1, l1 = fn.model.grad_step(net, params, train, 0.5)
+    assert float(l1) == pytest.approx(float(fn.model.loss(net, params, train)), rel=1e-6)
+    assert float(fn.model.loss(net, params1, train)) < float(l1)     # one step goes downhill
+    params2, hist = fn.train.fit(k_fit, net, params, train, test, epochs=20, lr=0.5,
+                                 batch_size=16, verbose=False)
+    assert {k: v.shape for k, v in hist.items()} == {
+        "test_accuracy": (20,), "test_loss": (20,), "train_loss": (20,), "train_accuracy": (20,)}
+    assert float(hist["test_accuracy"][-1]) > 0.95                    # the Clojure result
+    assert fn.gradcheck.gradcheck(net, params2, train).passed
+
+
+def test_functions_compose_with_jit_vmap_and_grad():
+    net = fn.model.mlp([2, 8, 2], hidden=M.sigmoid, output=M.sigmoid, loss=L.mse)
+    ds = fn.data.gaussian_clusters(jax.random.key(0), n_per_class=20)
+    params = fn.model.init(jax.random.key(1), net)
+    jit_loss = jax.jit(fn.model.loss, static_argnums=0)
+    assert float(jit_loss(net, params, ds)) == pytest.approx(float(fn.model.loss(net, params, ds)),
+                                                             rel=1e-6)
+    many = jax.vmap(lambda k: fn.model.init(k, net))(jax.random.split(jax.random.key(2), 3))
+    outs = jax.vmap(lambda p: fn.model.forward(net, p, ds.x))(many)
+    assert outs.shape == (3, 40, 2)
+    jit_grads = jax.jit(fn.model.grads, static_argnums=0)(net, params, ds)
+    for a, b in zip(jax.tree.leaves(jit_grads), jax.tree.leaves(fn.model.grads(net, params, ds))):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_the_description_is_hashable_and_prints_well():
+    a = fn.model.mlp([2, 8, 2], hidden=M.sigmoid, output=M.sigmoid, loss=L.mse)
+    b = fn.model.mlp((2, 8, 2), hidden=M.sigmoid, output=M.sigmoid, loss=L.mse)
+    assert a == b and hash(a) == hash(b)                   # same network -> same jit cache entry
+    assert repr(a) == "MLP(2 -> 8 -> 2, sigmoid, sigmoid, mse)"
+    assert a.activations == (M.sigmoid, M.sigmoid)
+
+
+@pytest.mark.parametrize("init, check", [
+    (fn.model.uniform(0.5), lambda w, b: np.abs(w).max() <= 0.5 and np.abs(b).max() > 0),
+    (fn.model.glorot(), lambda w, b: np.abs(w).max() <= np.sqrt(6 / 300) and not b.any()),
+    (fn.model.he(), lambda w, b: abs(w.std() - np.sqrt(2 / 200)) < 0.01 and not b.any()),
+    (fn.model.lecun(), lambda w, b: abs(w.std() - np.sqrt(1 / 200)) < 0.01 and not b.any()),
+])
+def test_init_schemes(init, check):
+    net = fn.model.mlp([200, 100], hidden=M.relu, output=M.identity, loss=L.mse, init=init)
+    (p,) = fn.model.init(jax.random.key(0), net)
+    assert check(np.asarray(p["w"]), np.asarray(p["b"]))
+    again = fn.model.init(jax.random.key(0), net)
+    np.testing.assert_array_equal(again[0]["w"], p["w"])   # same key, same params
+
+
+@pytest.mark.parametrize("sizes", [[2], [], [2, 0, 2], [2, -1], [2, 8.5, 2], 5])
+def test_bad_sizes(sizes):
+    with pytest.raises(ValueError, match="sizes"):
+        fn.model.mlp(sizes, hidden=M.sigmoid, output=M.sigmoid, loss=L.mse)
+
+
+def test_params_that_do_not_fit_the_network_name_the_leaf():
+    net = fn.model.mlp([2, 8, 2], hidden=M.sigmoid, output=M.sigmoid, loss=L.mse)
+    other = fn.model.mlp([2, 5, 2], hidden=M.sigmoid, output=M.sigmoid, loss=L.mse)
+    params = fn.model.init(jax.random.key(0), other)
+    x = jnp.zeros((4, 2))
+    with pytest.raises(ValueError, match=r"params\[0\]\['w'\] has shape \(2, 5\).*\(2, 8\)"):
+        fn.model.forward(net, params, x)
+    with pytest.raises(ValueError, match="tuple of 2 layers"):
+        fn.model.forward(net, params[:1], x)
+    with pytest.raises(ValueError, match="x has 3 features but the network expects 2"):
+        fn.model.forward(net, fn.model.init(jax.random.key(1), net), jnp.zeros((4, 3)))
+    with pytest.raises(ValueError, match="y is 3 wide"):
+        fn.model.loss(net, fn.model.init(jax.random.key(2), net),
+                      fn.data.Dataset(x, jnp.zeros((4, 3))))
