@@ -40,10 +40,11 @@ def fit(key: rng.Key, net: model.MLP, params: model.Params, train: Dataset,
     if a loss turns NaN or Inf. Under `jax.vmap` it trains one network per key (printing is
     then off: `fit_many` prints a summary line per epoch instead).
     """
-    args = _check_fit_args(key, net, params, train, test, epochs, lr, batch_size)
-    printing = verbose and not _batched(args[0], args[1])
+    key = rng.check_key(key)
+    train, test, lr = _check_fit_args(net, params, train, test, epochs, lr, batch_size)
+    printing = verbose and not _batched(key, params)
     _PROGRESS.start = time.perf_counter()
-    new_params, history = _fit(*args, net=net, epochs=epochs, members=False,
+    new_params, history = _fit(key, params, train, test, lr, net=net, epochs=epochs, members=False,
                                batch_size=min(batch_size, train.x.shape[0]), verbose=printing)
     _raise_if_diverged(new_params, history, lr)
     return new_params, history
@@ -65,8 +66,7 @@ def fit_many(keys: jax.Array, net: model.MLP, params: model.Params, train: Datas
         raise ValueError(f"params must hold {m} networks (a leading axis of {m} on every leaf, as "
                          f"jax.vmap(init) makes), got leading sizes {sorted(map(str, lead))}")
     member = jax.tree.map(lambda v: v[0], params)
-    _, member, train, test, lr = _check_fit_args(keys[0], net, member, train, test, epochs, lr,
-                                                 batch_size)
+    train, test, lr = _check_fit_args(net, member, train, test, epochs, lr, batch_size)
     _PROGRESS.start = time.perf_counter()
     new_params, history = _fit(keys, params, train, test, lr, net=net, epochs=epochs,
                                members=True, batch_size=min(batch_size, train.x.shape[0]),
@@ -98,7 +98,8 @@ def _fit(key, params, train, test, lr, *, net, epochs, batch_size, verbose, memb
         return params, history
 
     def epoch(params, inputs):
-        i, key = inputs
+        i, key_data = inputs
+        key = jax.random.wrap_key_data(key_data, impl=impl)
         step = jax.vmap(one_epoch) if members else one_epoch    # many networks: one program
         params, history = step(params, key)
         if verbose:                                             # one host call per epoch
@@ -108,7 +109,11 @@ def _fit(key, params, train, test, lr, *, net, epochs, batch_size, verbose, memb
 
     keys = jax.vmap(lambda k: jax.random.split(k, epochs), out_axes=1)(key) if members \
         else jax.random.split(key, epochs)                       # one key per epoch (and member)
-    params, history = lax.scan(epoch, params, (jnp.arange(1, epochs + 1), keys))
+    # The keys enter the scan as raw data, wrapped again inside: jax's key-reuse checker
+    # (jax_debug_key_reuse) wrongly reports typed keys passed as scan inputs under vmap.
+    impl = jax.random.key_impl(key)
+    params, history = lax.scan(epoch, params, (jnp.arange(1, epochs + 1),
+                                               jax.random.key_data(keys)))
     if members:                                                 # [epochs, m] -> [m, epochs]
         history = jax.tree.map(lambda v: v.T, history)
     return params, history
@@ -140,8 +145,7 @@ def _print_epoch(epochs, loss_name, i, history):
 
 # --- checks, in plain Python before any compilation ------------------------------------------
 
-def _check_fit_args(key, net, params, train, test, epochs, lr, batch_size):
-    key = rng.check_key(key)
+def _check_fit_args(net, params, train, test, epochs, lr, batch_size):
     model.check_params(net, params)
     data.check_dataset(train, "train")
     model.check_batch(net, train, "train")
@@ -164,7 +168,7 @@ def _check_fit_args(key, net, params, train, test, epochs, lr, batch_size):
     dtype = jax.tree.leaves(params)[0].dtype
     if not isinstance(lr, jax.core.Tracer):     # a host scalar of the params' dtype: every lr
         lr = np.asarray(lr, dtype)              # has the same abstract type, so no recompile
-    return key, params, Dataset(*train), None if test is None else Dataset(*test), lr
+    return Dataset(*train), None if test is None else Dataset(*test), lr
 
 
 def _batched(key, params) -> bool:

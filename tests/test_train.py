@@ -112,18 +112,18 @@ def test_one_line_per_epoch_is_printed(capfd):
 def test_vmap_over_fit_trains_many_networks_and_matches_single_runs(capfd):
     net, _, train, test, _ = clojure_setup()
     init_keys = jax.random.split(jax.random.key(10), 4)
-    fit_keys = jax.random.split(jax.random.key(11), 4)
+    fit_keys = lambda: jax.random.split(jax.random.key(11), 4)   # fresh: a key is used once
     params = jax.vmap(lambda k: fn.model.init(k, net))(init_keys)
     many, hist = jax.vmap(lambda k, p: fn.train.fit(k, net, p, train, test, epochs=3))(
-        fit_keys, params)
+        fit_keys(), params)
     jax.effects_barrier()
     assert hist["test_accuracy"].shape == (4, 3)
     assert "epoch" not in capfd.readouterr().out             # no line per member under vmap
-    one, hist_one = fn.train.fit(fit_keys[2], net, jax.tree.map(lambda v: v[2], params),
+    one, hist_one = fn.train.fit(fit_keys()[2], net, jax.tree.map(lambda v: v[2], params),
                                  train, test, epochs=3, verbose=False)
     np.testing.assert_allclose(hist["train_loss"][2], hist_one["train_loss"], rtol=1e-5)
     # fit_many: the same networks, and one summary line per epoch
-    _, hist_many = fn.train.fit_many(fit_keys, net, params, train, test, epochs=3)
+    _, hist_many = fn.train.fit_many(fit_keys(), net, params, train, test, epochs=3)
     jax.effects_barrier()
     lines = [l for l in capfd.readouterr().out.splitlines() if l.startswith("epoch")]
     assert len(lines) == 3 and "[" in lines[0]
