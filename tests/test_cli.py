@@ -1,0 +1,55 @@
+"""The command line: the Clojure run end to end, its flags, and errors without tracebacks."""
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+
+def run_cli(*args, tmp_path):
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    return subprocess.run([sys.executable, "-m", "funcnn", *args], capture_output=True,
+                          text=True, cwd=tmp_path, env=env, timeout=300)
+
+
+def test_the_default_command_is_the_clojure_run(tmp_path):
+    r = run_cli(tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    epochs = [l for l in r.stdout.splitlines() if l.startswith("epoch")]
+    assert len(epochs) == 20 and epochs[-1].startswith("epoch 20/20")
+    final = float(epochs[-1].split("test accuracy")[1].split()[0])
+    assert final > 0.95
+    svg = tmp_path / "images" / "decision_boundary.svg"
+    assert f"written to images{os.sep}decision_boundary.svg" in r.stdout
+    root = ET.parse(svg).getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg" and root.get("viewBox")
+
+
+def test_flags_change_the_run(tmp_path):
+    r = run_cli("clusters", "--epochs", "3", "--lr", "0.3", "--batch-size", "8",
+                "--points-per-class", "50", "--seed", "7", "--out", "pics/b.svg", "--no-cache",
+                tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "80 training and 20 test points, 3 epochs, lr 0.3, batch 8" in r.stdout
+    assert sum(l.startswith("epoch") for l in r.stdout.splitlines()) == 3
+    assert (tmp_path / "pics" / "b.svg").exists()
+
+
+def test_help_explains_the_flags(tmp_path):
+    r = run_cli("clusters", "--help", tmp_path=tmp_path)
+    assert r.returncode == 0
+    for flag in ("--epochs", "--lr", "--batch-size", "--points-per-class", "--seed", "--out"):
+        assert flag in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epochs", "0"], "must be >= 1"),
+    (["--lr", "-1"], "must be finite and > 0"),
+    (["--batch-size", "many"], "expected a whole number"),
+    (["--points-per-class", "1"], "train_fraction"),         # a library check, not argparse's
+])
+def test_bad_input_exits_2_with_a_message_and_no_traceback(args, message, tmp_path):
+    r = run_cli(*args, "--no-cache", tmp_path=tmp_path)
+    assert r.returncode == 2
+    assert message in r.stderr and "Traceback" not in r.stderr
