@@ -12,6 +12,8 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from funcnn.math import softmax
+
 Array = jax.Array
 
 
@@ -49,7 +51,7 @@ def _softmax_cross_entropy(z, y, w):
     return _mean((y * (_lse(z) - z)).sum(axis=-1), w)
 def _softmax_cross_entropy_vjp(z, y, w):
     # dl_i/dz_ij = softmax(z_i)_j sum_m y_im - y_ij   (= p - y for one-hot y)
-    p = jnp.exp(z - _lse(z))
+    p = softmax.fn(z)
     return _coef(w) * (p * y.sum(axis=-1, keepdims=True) - y)
 softmax_cross_entropy = Loss("softmax_cross_entropy", _softmax_cross_entropy,
                              _softmax_cross_entropy_vjp)

@@ -167,3 +167,19 @@ def test_params_that_do_not_fit_the_network_name_the_leaf():
     with pytest.raises(ValueError, match="y is 3 wide"):
         fn.model.loss(net, fn.model.init(jax.random.key(2), net),
                       fn.data.Dataset(x, jnp.zeros((4, 3))))
+
+
+def test_no_autodiff_in_the_library_gradient_path():
+    """jax.grad is the referee (gradcheck), never the engine: no autodiff anywhere else."""
+    import io
+    import pathlib
+    import tokenize
+    banned = {"grad", "value_and_grad", "vjp", "jvp", "custom_vjp", "custom_jvp", "linearize"}
+    for path in pathlib.Path(fn.__file__).parent.glob("*.py"):
+        if path.name == "gradcheck.py":
+            continue
+        tokens = tokenize.generate_tokens(io.StringIO(path.read_text()).readline)
+        code = [t.string for t in tokens if t.type in (tokenize.NAME, tokenize.OP)]  # not docs
+        used = {c for a, dot, c in zip(code, code[1:], code[2:]) if (a, dot) == ("jax", ".")}
+        used |= set(code) & (banned - {"grad", "vjp", "jvp"})    # imported bare names
+        assert not (banned & used), f"{path.name} uses {banned & used}"
