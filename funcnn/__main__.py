@@ -18,18 +18,24 @@ COMMANDS = ("clusters", "circles")
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or (argv[0] not in COMMANDS and argv[0].startswith("-")
-                    and argv[0] not in ("-h", "--help")):
+    parser, commands = _parser()
+    if argv in (["-h"], ["--help"]):               # the commands, then the default's flags
+        print(parser.format_help())
+        print(commands["clusters"].format_help())
+        return 0
+    if not argv or (argv[0] not in COMMANDS and argv[0].startswith("-")):
         argv = ["clusters", *argv]                 # no command: the Clojure run
-    args = _parser().parse_args(argv)
+    args = parser.parse_args(argv)
     if not args.no_cache:
         _use_compilation_cache()
+    from funcnn.checks import InputError, InputTypeError
+    from funcnn.train import TrainingDiverged
     try:
         return args.run(args)
-    except (ValueError, TypeError) as e:           # funcnn's input checks: say it, no traceback
+    except (InputError, InputTypeError, OSError) as e:   # bad input or an unwritable --out
         print(f"funcnn: error: {e}", file=sys.stderr)
         return 2
-    except FloatingPointError as e:                # training diverged
+    except TrainingDiverged as e:
         print(f"funcnn: {e}", file=sys.stderr)
         return 1
 
@@ -47,7 +53,7 @@ def clusters(args) -> int:
                        loss=fn.losses.mse, init=fn.model.uniform(0.5))
     params = fn.model.init(k_init, net)
     print(f"{net}: {train.x.shape[0]} training and {test.x.shape[0]} test points, "
-          f"{args.epochs} epochs, lr {args.lr}, batch {args.batch_size}")
+          f"{_plural(args.epochs, 'epoch')}, lr {args.lr}, batch {args.batch_size}")
     params, history = fn.train.fit(k_fit, net, params, train, test, epochs=args.epochs,
                                    lr=args.lr, batch_size=args.batch_size,
                                    verbose=not args.quiet)
@@ -55,7 +61,7 @@ def clusters(args) -> int:
     path = fn.visualization.decision_boundary(net, params, ds, args.out)
     t_done = time.perf_counter()
     print(f"test accuracy {float(history['test_accuracy'][-1]):.4f}, test mse "
-          f"{float(history['test_loss'][-1]):.4f} after {args.epochs} epochs")
+          f"{float(history['test_loss'][-1]):.4f} after {_plural(args.epochs, 'epoch')}")
     print(f"decision boundary written to {path}")
     print(f"time: data + compile + train {t_trained - t_start:.2f} s, "
           f"picture {t_done - t_trained:.2f} s")
@@ -78,12 +84,17 @@ def circles(args) -> int:
                                    lr=args.lr, batch_size=args.batch_size,
                                    verbose=not args.quiet)
     path = fn.visualization.decision_boundary(net, params, ds, args.out)
-    print(f"test accuracy {float(history['test_accuracy'][-1]):.4f} after {args.epochs} epochs")
+    print(f"test accuracy {float(history['test_accuracy'][-1]):.4f} after "
+          f"{_plural(args.epochs, 'epoch')}")
     print(f"decision boundary written to {path}")
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(
         prog="python -m funcnn",
         description="funcnn: neural networks as pure functions on JAX. With no command, "
@@ -114,11 +125,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--points", type=_positive_int, default=500, help="default 500")
     _common(r, "images/circles.svg")
     r.set_defaults(run=circles)
-    return parser
+    return parser, {"clusters": c, "circles": r}
 
 
 def _common(p: argparse.ArgumentParser, out: str) -> None:
-    p.add_argument("--seed", type=int, default=1337, help="random seed (default 1337)")
+    p.add_argument("--seed", type=_seed, default=1337, help="random seed (default 1337)")
     p.add_argument("--out", default=out, help=f"where to write the SVG picture (default {out})")
     p.add_argument("--quiet", action="store_true", help="no line per epoch")
     p.add_argument("--no-cache", action="store_true", help="do not keep compiled programs in "
@@ -132,6 +143,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _seed(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= v < 2**63:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2**63 - 1, got {v}")
     return v
 
 

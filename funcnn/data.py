@@ -7,7 +7,6 @@ pytree: it passes through `jit`, `vmap` and `lax.scan` as it is. Every draw take
 """
 from __future__ import annotations
 
-import math
 from functools import partial
 from typing import NamedTuple
 
@@ -15,7 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from funcnn import rng
+from funcnn import idx, rng
+from funcnn.checks import InputError, InputTypeError, integer, real
 
 
 class Dataset(NamedTuple):
@@ -47,8 +47,7 @@ def minmax_scale(x: jax.Array) -> tuple[jax.Array, Scale]:
 
 def one_hot(labels: jax.Array, k: int, dtype=jnp.float32) -> jax.Array:
     """Integer labels `i32[n]` in [0, k) -> `f32[n, k]` rows with a single 1."""
-    if not isinstance(k, int) or k < 1:
-        raise ValueError(f"k (the number of classes) must be an int >= 1, got {k!r}")
+    k = integer("k (the number of classes)", k, 1)
     return (labels[:, None] == jnp.arange(k)[None, :]).astype(dtype)
 
 
@@ -88,11 +87,16 @@ def gaussian_clusters_raw(key: rng.Key, n_per_class: int = 400,
 
 def _clusters_checked(key, n_per_class, centers, std, scaled):
     key = rng.check_key(key)
-    _check_count("n_per_class", n_per_class, 1)
-    centers = tuple(tuple(float(v) for v in c) for c in centers)
+    n_per_class = integer("n_per_class", n_per_class, 1)
+    try:
+        centers = tuple(tuple(float(v) for v in c) for c in centers)
+    except (TypeError, ValueError):
+        raise InputError(f"centers must be a list of points, like ((2, 2), (5, 5)); got "
+                         f"{centers!r}") from None
     if len(centers) < 2 or len({len(c) for c in centers}) != 1:
-        raise ValueError(f"centers must be at least 2 points of one dimension, got {centers}")
-    return _gaussian_clusters(key, n_per_class, centers, float(std), scaled)
+        raise InputError(f"centers must be at least 2 points of one dimension, got {centers}")
+    std = real("std", std, positive=True)
+    return _gaussian_clusters(key, n_per_class, centers, std, scaled)
 
 
 @partial(jax.jit, static_argnums=(1, 2, 3, 4))   # one compile, not one per array operation
@@ -115,12 +119,11 @@ def circles(key: rng.Key, n: int = 500, factor: float = 0.5, noise: float = 0.05
     `y` is a 0/1 column `f32[n, 1]` (for a network with one output) unless `one_hot_labels`.
     """
     key = rng.check_key(key)
-    _check_count("n", n, 2)
-    if not 0.0 < factor < 1.0:
-        raise ValueError(f"factor (inner radius / outer radius) must be in (0, 1), got {factor}")
-    if not noise >= 0.0:
-        raise ValueError(f"noise (std of the added Gaussian) must be >= 0, got {noise}")
-    return _circles(key, n, float(factor), float(noise), bool(one_hot_labels))
+    n = integer("n", n, 2)
+    factor = real("factor (inner radius / outer radius)", factor, lo=0.0, hi=1.0)
+    if not real("noise (std of the added Gaussian)", noise) >= 0.0:
+        raise InputError(f"noise (std of the added Gaussian) must be >= 0, got {noise}")
+    return _circles(key, n, factor, float(noise), bool(one_hot_labels))
 
 
 @partial(jax.jit, static_argnums=(1, 2, 3, 4))
@@ -143,11 +146,10 @@ def split(key: rng.Key, ds: Dataset, train_fraction: float = 0.8) -> tuple[Datas
     the rest test. Both sides must be non-empty."""
     key = rng.check_key(key)
     n = check_dataset(ds, "ds")
-    if not (isinstance(train_fraction, (int, float)) and 0.0 < train_fraction < 1.0):
-        raise ValueError(f"train_fraction must be a number in (0, 1), got {train_fraction!r}")
+    train_fraction = real("train_fraction", train_fraction, lo=0.0, hi=1.0)
     n_train = int(round(n * train_fraction))
     if not 0 < n_train < n:
-        raise ValueError(f"train_fraction={train_fraction} leaves {n_train} training and "
+        raise InputError(f"train_fraction={train_fraction} leaves {n_train} training and "
                          f"{n - n_train} test rows out of {n}; both sides need at least one "
                          "row: use more data or a fraction nearer 0.5")
     return _split(key, Dataset(*ds), n_train)
@@ -160,19 +162,47 @@ def _split(key, ds, n_train):
     return Dataset(ds.x[train_rows], ds.y[train_rows]), Dataset(ds.x[test_rows], ds.y[test_rows])
 
 
-def batches(key: rng.Key, n: int, batch_size: int) -> tuple[jax.Array, jax.Array]:
+def batches(key: rng.Key, n: int, batch_size: int,
+            dtype=jnp.float32) -> tuple[jax.Array, jax.Array]:
     """One epoch's order: a random permutation of `range(n)` cut into batches.
 
     Returns `rows: i32[steps, batch_size]` and `weights: f32[steps, batch_size]`, with
     steps = ceil(n / batch_size). The last batch is padded with row 0 at weight 0, so every
     row is used exactly once with weight 1 and no batch has a new shape (no recompile).
     """
-    steps = math.ceil(n / batch_size)
+    n, batch_size = integer("n", n, 1), integer("batch_size", batch_size, 1)
+    steps = -(-n // batch_size)                                  # ceil(n / batch_size)
     pad = steps * batch_size - n
     order = jax.random.permutation(rng.check_key(key), n)
     rows = jnp.concatenate([order, jnp.zeros(pad, order.dtype)]).reshape(steps, batch_size)
-    weights = jnp.concatenate([jnp.ones(n), jnp.zeros(pad)]).reshape(steps, batch_size)
+    weights = jnp.concatenate([jnp.ones(n, dtype), jnp.zeros(pad, dtype)])
+    weights = weights.reshape(steps, batch_size)
     return rows, weights
+
+
+# --- real data: Fashion-MNIST and MNIST, from IDX files (funcnn.idx reads them) ------------
+
+def fashion_mnist(path=None, download: bool = False) -> tuple[Dataset, Dataset]:
+    """Fashion-MNIST as `(train, test)`: x f32[n, 784] in [0, 1], y f32[n, 10] one-hot
+    (60,000 and 10,000 rows; class names in `funcnn.idx.FASHION_CLASSES`).
+
+    Looked for in `path`, then $FUNCNN_DATA, /usr/share/datasets/fashion-mnist (Debian's
+    `dataset-fashion-mnist`), then ~/.cache/funcnn/fashion-mnist; `download=True` fetches the
+    files there, checked by SHA-256."""
+    return _as_datasets(idx.load_fashion_mnist(path, download=download))
+
+
+def mnist(path) -> tuple[Dataset, Dataset]:
+    """The digits MNIST from a directory holding its four IDX files, as `fashion_mnist`."""
+    return _as_datasets(idx.load_mnist(path))
+
+
+def _as_datasets(arrays) -> tuple[Dataset, Dataset]:
+    x_train, y_train, x_test, y_test = arrays                    # u8[n, 28, 28], u8[n]
+    def prepare(x, labels):                                      # pixels / 255, flattened
+        x = jnp.asarray(x.reshape(len(x), -1), jnp.float32) / 255.0
+        return Dataset(x, one_hot(jnp.asarray(labels, jnp.int32), 10))
+    return prepare(x_train, y_train), prepare(x_test, y_test)
 
 
 # --- checks, in plain Python before any tracing --------------------------------------------
@@ -184,26 +214,29 @@ def check_dataset(ds, name: str = "ds") -> int:
     also runs inside `jit`/`vmap` where it looks at shapes alone.
     """
     if not (isinstance(ds, tuple) and len(ds) == 2):
-        raise TypeError(f"{name} must be a Dataset(x, y), got {type(ds).__name__}; "
+        raise InputTypeError(f"{name} must be a Dataset(x, y), got {type(ds).__name__}; "
                         "build one with funcnn.data.Dataset(x, y)")
     x, y = ds
     for part, v in (("x", x), ("y", y)):
         if getattr(v, "ndim", None) != 2:
-            raise ValueError(f"{name}.{part} must be a 2-D array [rows, columns], got "
+            raise InputError(f"{name}.{part} must be a 2-D array [rows, columns], got "
                              f"{_shape(v)}; reshape it, e.g. {part}.reshape(len({part}), -1)")
     if x.shape[0] != y.shape[0]:
-        raise ValueError(f"{name}.x has {x.shape[0]} rows but {name}.y has {y.shape[0]}; "
+        raise InputError(f"{name}.x has {x.shape[0]} rows but {name}.y has {y.shape[0]}; "
                          "every example needs one row in each")
     if x.shape[0] == 0:
-        raise ValueError(f"{name} is empty (0 rows); it needs at least one example")
+        raise InputError(f"{name} is empty (0 rows); it needs at least one example")
     if isinstance(x, jax.core.Tracer) or isinstance(y, jax.core.Tracer):
         return x.shape[0]                         # traced: values unknown, shapes checked
-    bad_x, bad_y = _first_bad_rows(np.asarray(x), np.asarray(y))
+    x, y = np.asarray(x), np.asarray(y)          # the checks run in NumPy: no compiling
+    bad_x, bad_y = _first_bad_rows(x, y)
     if bad_x >= 0:
-        raise ValueError(f"{name}.x holds NaN or Inf (first in row {bad_x}); clean or drop "
+        raise InputError(f"{name}.x holds NaN or Inf (first in row {bad_x}); clean or drop "
                          "those rows before training")
+    if not np.isfinite(y).all():
+        raise InputError(f"{name}.y holds NaN or Inf; labels must be one-hot 0/1 rows")
     if bad_y >= 0:
-        raise ValueError(f"{name}.y is not one-hot: each row must hold 0s and a single 1 "
+        raise InputError(f"{name}.y is not one-hot: each row must hold 0s and a single 1 "
                          f"(or, with one column, a 0 or a 1); row {bad_y} is "
                          f"{[float(v) for v in y[bad_y][:12]]}. Use funcnn.data.one_hot(labels, k)")
     return x.shape[0]
@@ -217,11 +250,6 @@ def _first_bad_rows(x: np.ndarray, y: np.ndarray) -> tuple[int, int]:
     zero_one = ((y == 0) | (y == 1)).all(axis=1)
     one_per_row = (y.sum(axis=1) == 1) if y.shape[1] > 1 else True
     return first(~np.isfinite(x).all(axis=1)), first(~(zero_one & one_per_row))
-
-
-def _check_count(name: str, v, least: int) -> None:
-    if isinstance(v, bool) or not isinstance(v, int) or v < least:
-        raise ValueError(f"{name} must be an int >= {least}, got {v!r}")
 
 
 def _shape(v) -> str:

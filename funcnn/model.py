@@ -15,10 +15,10 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from funcnn import rng
-from funcnn.data import Dataset
+from funcnn.checks import InputError, InputTypeError, integer, real
+from funcnn.data import Dataset, check_dataset
 from funcnn.losses import Loss
 from funcnn.math import Activation
 
@@ -31,6 +31,9 @@ Params = tuple   # tuple of {"w": f32[d_in, d_out], "b": f32[d_out]}, one per la
 class uniform:
     """w and b uniform in [-a, a] (the Clojure default, a = 0.5; DotCSV's, a = 1)."""
     a: float = 0.5
+
+    def __post_init__(self):
+        real("a (the half-width of uniform(a))", self.a, positive=True)
 
     def __call__(self, key, d_in, d_out, dtype):
         k_w, k_b = jax.random.split(key)
@@ -90,22 +93,38 @@ def mlp(sizes: Sequence[int], hidden: Activation, output: Activation, loss: Loss
         init=uniform(0.5)) -> MLP:
     """Describe a fully connected network. `mlp([2, 8, 2], ...)`: 2 inputs, a hidden layer of
     8 units, 2 outputs; `mlp([2, 4, 8, 1], ...)`: two hidden layers (4 then 8), 1 output."""
-    sizes = tuple(sizes) if isinstance(sizes, (list, tuple)) else sizes
-    if not isinstance(sizes, tuple) or len(sizes) < 2:
-        raise ValueError(f"sizes must list at least an input and an output size, like [2, 8, 2]; "
-                         f"got {sizes!r}")
-    if not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 1
-               for s in sizes):
-        raise ValueError(f"sizes must be positive ints (no zero layers), got {list(sizes)}")
+    try:
+        sizes = tuple(sizes)                           # a list, a tuple, a range, a NumPy array
+    except TypeError:
+        raise InputError(f"sizes must list the layer widths, like [2, 8, 2]; got {sizes!r}") from None
+    if len(sizes) < 2:
+        raise InputError(f"sizes must list at least an input and an output size, like [2, 8, 2]; "
+                         f"got {list(sizes)}")
+    try:
+        sizes = tuple(integer("sizes", s, 1) for s in sizes)
+    except (InputError, InputTypeError):
+        raise InputError(f"sizes must be positive ints (no zero layers), got {list(sizes)}") from None
     for name, act in (("hidden", hidden), ("output", output)):
         if not isinstance(act, Activation):
-            raise TypeError(f"{name} must be an activation such as funcnn.math.sigmoid, "
+            raise InputTypeError(f"{name} must be an activation such as funcnn.math.sigmoid, "
                             f"got {type(act).__name__}")
     if not isinstance(loss, Loss):
-        raise TypeError(f"loss must be a loss such as funcnn.losses.mse, got {type(loss).__name__}")
-    if not callable(init):
-        raise TypeError(f"init must be a scheme such as funcnn.model.uniform(0.5), got {init!r}")
-    return MLP(tuple(int(s) for s in sizes), hidden, output, loss, init)
+        raise InputTypeError(f"loss must be a loss such as funcnn.losses.mse, got {type(loss).__name__}")
+    _check_init(init)
+    return MLP(sizes, hidden, output, loss, init)
+
+
+def _check_init(init) -> None:
+    """Try the scheme on shapes alone (nothing runs): it must make {"w": [2, 3], "b": [3]}."""
+    want = {"w": (2, 3), "b": (3,)}
+    try:
+        got = jax.eval_shape(lambda: init(jax.random.key(0), 2, 3, jnp.float32))
+        ok = isinstance(got, dict) and {n: v.shape for n, v in got.items()} == want
+    except Exception:
+        ok = False
+    if not ok:
+        raise InputTypeError(f"init must be a scheme such as funcnn.model.uniform(0.5): a "
+                             f"function (key, d_in, d_out, dtype) -> {{'w', 'b'}}; got {init!r}")
 
 
 # --- numbers ---------------------------------------------------------------------------------
@@ -163,7 +182,7 @@ def grads(net: MLP, params: Params, batch: Dataset, w: jax.Array | None = None) 
 
 def sgd(params: Params, g: Params, lr) -> Params:
     """The gradient descent update, p <- p - lr dL/dp, on every leaf."""
-    return jax.tree.map(lambda p, d: p - lr * d, params, g)
+    return jax.tree.map(lambda p, d: (p - lr * d).astype(p.dtype), params, g)
 
 
 def grad_step(net: MLP, params: Params, batch: Dataset, lr,
@@ -171,6 +190,7 @@ def grad_step(net: MLP, params: Params, batch: Dataset, lr,
     """One step of gradient descent on `batch`. Returns (new params, the loss before it)."""
     check_params(net, params)
     check_batch(net, batch)
+    check_lr(lr)
     return _grad_step(net, params, batch, _weights(w, batch), lr)
 
 
@@ -194,22 +214,21 @@ def _loss(net, params, batch, w):
 
 @partial(jax.jit, static_argnums=0)
 def _value_and_grads(net, params, batch, w):
-    # forward, keeping each layer's input x and pre-activation z for the backward pass
+    # forward, keeping each layer's input x, pre-activation z and activation a
     tape, a = [], batch.x
     for p, act in zip(params, net.activations, strict=True):
-        z = dense(p, a)
-        tape.append((a, z))
+        x_in, z = a, dense(p, a)
         a = act.fn(z)
+        tape.append((x_in, z, a))
     out = a
     # backward: start from the loss, walk the layers from the last to the first
     g = net.loss.vjp(out, batch.y, w)                                  # dL/da of the last layer
-    grads = [None] * len(params)
+    d_params = [None] * len(params)
     for i in reversed(range(len(params))):
-        x_in, z = tape[i]
+        x_in, z, a = tape[i]
         g = net.activations[i].vjp(z, a, g)                            # dL/da -> dL/dz
-        grads[i], g = dense_vjp(params[i], x_in, g)                    # dL/dz -> dL/dp, dL/dx
-        a = x_in                                                       # the layer below's a
-    return net.loss.fn(out, batch.y, w), tuple(grads), out
+        d_params[i], g = dense_vjp(params[i], x_in, g)                 # dL/dz -> dL/dp, dL/dx
+    return net.loss.fn(out, batch.y, w), tuple(d_params), out
 
 
 @partial(jax.jit, static_argnums=0)
@@ -222,7 +241,7 @@ def _grad_step(net, params, batch, w, lr):
 
 def _check_net(net) -> None:
     if not isinstance(net, MLP):
-        raise TypeError(f"net must be a network description from funcnn.model.mlp(...), "
+        raise InputTypeError(f"net must be a network description from funcnn.model.mlp(...), "
                         f"got {type(net).__name__}")
 
 
@@ -232,41 +251,44 @@ def check_params(net: MLP, params) -> None:
     layers = len(net.sizes) - 1
     if not isinstance(params, (tuple, list)) or len(params) != layers:
         found = len(params) if isinstance(params, (tuple, list)) else type(params).__name__
-        raise ValueError(f"params must be a tuple of {layers} layers for {net}, got {found}; "
+        raise InputError(f"params must be a tuple of {layers} layers for {net}, got {found}; "
                          "make them with funcnn.model.init(key, net)")
     for i, (p, d_in, d_out) in enumerate(zip(params, net.sizes[:-1], net.sizes[1:])):
         if not isinstance(p, dict) or set(p) != {"w", "b"}:
-            raise ValueError(f"params[{i}] must be a dict with keys 'w' and 'b', got "
+            raise InputError(f"params[{i}] must be a dict with keys 'w' and 'b', got "
                              f"{sorted(p) if isinstance(p, dict) else type(p).__name__}")
         for leaf, want in (("w", (d_in, d_out)), ("b", (d_out,))):
             got = tuple(getattr(p[leaf], "shape", ()))
             if got != want:
-                raise ValueError(f"params[{i}]['{leaf}'] has shape {got} but {net} needs "
+                raise InputError(f"params[{i}]['{leaf}'] has shape {got} but {net} needs "
                                  f"{want}; were these params made for another network?")
 
 
 def _check_x(net: MLP, x, name: str = "x") -> None:
     if getattr(x, "ndim", None) != 2:
-        raise ValueError(f"{name} must be a 2-D array [n, {net.sizes[0]}], got shape "
+        raise InputError(f"{name} must be a 2-D array [n, {net.sizes[0]}], got shape "
                          f"{getattr(x, 'shape', type(x).__name__)}")
     if x.shape[1] != net.sizes[0]:
-        raise ValueError(f"{name} has {x.shape[1]} features but the network expects {net.sizes[0]} "
+        raise InputError(f"{name} has {x.shape[1]} features but the network expects {net.sizes[0]} "
                          f"(sizes={list(net.sizes)}); build it with mlp([{x.shape[1]}, ...])")
 
 
 def check_batch(net: MLP, batch, name: str = "batch") -> None:
-    """Raise if `batch` is not a Dataset whose x and y fit the network's input and output."""
-    if not (isinstance(batch, tuple) and len(batch) == 2):
-        raise TypeError(f"{name} must be a Dataset(x, y), got {type(batch).__name__}")
+    """Raise if `batch` is not a usable Dataset (see `data.check_dataset`: rows, NaN/Inf,
+    one-hot) whose x and y fit the network's input and output."""
+    check_dataset(batch, name)
     x, y = batch
     _check_x(net, x, f"{name}.x")
-    if getattr(y, "ndim", None) != 2 or y.shape[0] != x.shape[0]:
-        raise ValueError(f"{name}.y must have shape [{x.shape[0]}, {net.sizes[-1]}] (one row "
-                         f"per row of x), got {getattr(y, 'shape', type(y).__name__)}")
     if y.shape[1] != net.sizes[-1]:
-        raise ValueError(f"{name}.y is {y.shape[1]} wide (one-hot) but the network has "
+        raise InputError(f"{name}.y is {y.shape[1]} wide (one-hot) but the network has "
                          f"{net.sizes[-1]} outputs (sizes={list(net.sizes)}); make the last "
                          f"size {y.shape[1]}")
+
+
+def check_lr(lr) -> None:
+    """A learning rate must be a finite number > 0 (a traced value, under jit, passes as is)."""
+    if not isinstance(lr, jax.core.Tracer):
+        real("lr (learning rate)", lr if not hasattr(lr, "item") else lr.item(), positive=True)
 
 
 def _weights(w, batch):
@@ -274,6 +296,6 @@ def _weights(w, batch):
     if w is None:
         return jnp.ones(n, batch.x.dtype)
     if getattr(w, "shape", None) != (n,):
-        raise ValueError(f"w must hold one weight per row, shape ({n},), got "
+        raise InputError(f"w must hold one weight per row, shape ({n},), got "
                          f"{getattr(w, 'shape', type(w).__name__)}")
     return w

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from funcnn.checks import InputError, InputTypeError, integer
 
 Key = jax.Array  # a typed key, dtype key<fry>, shape ()
 
 
 def key(seed: int) -> Key:
     """A typed key from an integer seed: `key(1337)` is where the Clojure run starts."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}; "
-                        "pass e.g. funcnn.rng.key(1337)")
-    return jax.random.key(int(seed))
+    seed = integer("seed", seed)
+    if not -2**63 <= seed < 2**63:
+        raise InputError(f"seed must fit in 64 bits, got {seed}; pick e.g. 1337")
+    return jax.random.key(seed)
 
 
 def check_key(k, name: str = "key") -> Key:
@@ -32,19 +33,19 @@ def check_key(k, name: str = "key") -> Key:
     shape = getattr(k, "shape", None)
     if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
         if shape != ():
-            raise TypeError(f"{name} must be a single key (shape ()), got a key array of shape "
+            raise InputTypeError(f"{name} must be a single key (shape ()), got a key array of shape "
                             f"{shape}; pick one with {name}[0] or split with jax.random.split")
         return k
     if dtype == jnp.uint32 and shape == (2,):
         return jax.random.wrap_key_data(k)
-    raise TypeError(f"{name} must be a JAX random key, got {type(k).__name__} {_short(k)}; "
+    raise InputTypeError(f"{name} must be a JAX random key, got {type(k).__name__} {_short(k)}; "
                     "pass jax.random.key(seed) (or funcnn.rng.key(seed))")
 
 
 def uniform(k: Key, shape, lo: float = 0.0, hi: float = 1.0, dtype=jnp.float32) -> jax.Array:
-    """Uniform draws in [lo, hi): `lo + (hi - lo) * u` with u uniform in [0, 1)."""
-    u = jax.random.uniform(check_key(k), shape, dtype)   # u in [0, 1)
-    return lo + (hi - lo) * u
+    """Uniform draws in [lo, hi): lo + (hi - lo) u with u uniform in [0, 1), kept below hi
+    (in float32, lo + (hi - lo) u can round up to hi itself)."""
+    return jax.random.uniform(check_key(k), shape, dtype, minval=lo, maxval=hi)
 
 
 def _short(v) -> str:

@@ -8,7 +8,6 @@ per epoch is printed from inside the compiled loop unless `verbose=False`.
 """
 from __future__ import annotations
 
-import math
 import time
 from functools import partial
 
@@ -18,6 +17,7 @@ import numpy as np
 from jax import lax
 
 from funcnn import data, metrics, model, rng
+from funcnn.checks import InputError, InputTypeError, integer
 from funcnn.data import Dataset
 
 
@@ -36,16 +36,18 @@ def fit(key: rng.Key, net: model.MLP, params: model.Params, train: Dataset,
 
     history: `train_loss`, `train_accuracy` (means over the epoch's batches, before each
     step), and with `test`, `test_loss`, `test_accuracy` (after the epoch): each `f32[epochs]`.
-    A batch_size larger than the data means full-batch descent. Raises `TrainingDiverged`
-    if a loss turns NaN or Inf. Under `jax.vmap` it trains one network per key (printing is
-    then off: `fit_many` prints a summary line per epoch instead).
+    A batch_size larger than the data means full-batch descent; the data are cast to the
+    params' dtype. Raises `TrainingDiverged` if a loss turns NaN or Inf.
+    Under an outer `jax.vmap` (one network per key) or `jax.jit` it prints nothing and cannot
+    raise: check `jnp.isfinite(history["train_loss"])`, or use `fit_many` for ensembles.
     """
     key = rng.check_key(key)
     train, test, lr = _check_fit_args(net, params, train, test, epochs, lr, batch_size)
-    printing = verbose and not _batched(key, params)
+    traced = any(isinstance(v, jax.core.Tracer) for v in [key, *jax.tree.leaves(params)])
     _PROGRESS.start = time.perf_counter()
-    new_params, history = _fit(key, params, train, test, lr, net=net, epochs=epochs, members=False,
-                               batch_size=min(batch_size, train.x.shape[0]), verbose=printing)
+    new_params, history = _fit(key, params, train, test, lr, net=net, epochs=epochs,
+                               batch_size=min(batch_size, train.x.shape[0]),
+                               verbose=verbose and not traced, members=False)
     _raise_if_diverged(new_params, history, lr)
     return new_params, history
 
@@ -56,23 +58,30 @@ def fit_many(keys: jax.Array, net: model.MLP, params: model.Params, train: Datas
     """Train one network per key at once (an ensemble): `keys: key[m]`, params from
     `jax.vmap(lambda k: init(k, net))(init_keys)`. Histories come back `f32[m, epochs]`.
     Each epoch prints one line: the mean and range over the m networks."""
+    if getattr(keys, "dtype", None) == jnp.uint32 and getattr(keys, "shape", ())[-1:] == (2,):
+        keys = jax.random.wrap_key_data(keys)                  # legacy uint32[m, 2] keys
     if getattr(keys, "ndim", None) != 1 or not jax.dtypes.issubdtype(keys.dtype,
                                                                       jax.dtypes.prng_key):
-        raise TypeError("keys must be a 1-D array of keys, e.g. "
-                        f"jax.random.split(jax.random.key(0), 16); got {getattr(keys, 'shape', keys)}")
+        raise InputTypeError("keys must be a 1-D array of keys, e.g. jax.random.split("
+                             f"jax.random.key(0), 16); got {getattr(keys, 'shape', keys)!r}")
     m = keys.shape[0]
     lead = {leaf.shape[0] if leaf.ndim else None for leaf in jax.tree.leaves(params)}
     if lead != {m}:
-        raise ValueError(f"params must hold {m} networks (a leading axis of {m} on every leaf, as "
-                         f"jax.vmap(init) makes), got leading sizes {sorted(map(str, lead))}")
+        raise InputError(f"params must hold {m} networks (a leading axis of {m} on every leaf, "
+                         f"as jax.vmap(init) makes), got leading sizes {sorted(map(str, lead))}")
     member = jax.tree.map(lambda v: v[0], params)
     train, test, lr = _check_fit_args(net, member, train, test, epochs, lr, batch_size)
     _PROGRESS.start = time.perf_counter()
     new_params, history = _fit(keys, params, train, test, lr, net=net, epochs=epochs,
-                               members=True, batch_size=min(batch_size, train.x.shape[0]),
-                               verbose=verbose)
+                               batch_size=min(batch_size, train.x.shape[0]),
+                               verbose=verbose, members=True)
     _raise_if_diverged(new_params, history, lr)
     return new_params, history
+
+
+def epoch_keys(key: rng.Key, epochs: int) -> jax.Array:
+    """One key per epoch: every epoch shuffles the training rows differently."""
+    return jax.random.split(key, epochs)
 
 
 @partial(jax.jit, static_argnames=("net", "epochs", "batch_size", "verbose", "members"))
@@ -87,8 +96,8 @@ def _fit(key, params, train, test, lr, *, net, epochs, batch_size, verbose, memb
         real = w.sum()                                          # rows that are not padding
         return params, (loss * real, metrics.accuracy(out, batch.y, w) * real)
 
-    def one_epoch(params, key):
-        rows, w = data.batches(key, n, batch_size)              # a new shuffle every epoch
+    def train_epoch(params, key):
+        rows, w = data.batches(key, n, batch_size, train.x.dtype)   # this epoch's shuffle
         params, (loss_sums, correct) = lax.scan(batch_step, params, (rows, w))
         history = {"train_loss": loss_sums.sum() / n, "train_accuracy": correct.sum() / n}
         if test is not None:                                    # evaluate after the epoch
@@ -97,23 +106,26 @@ def _fit(key, params, train, test, lr, *, net, epochs, batch_size, verbose, memb
             history["test_accuracy"] = metrics.accuracy(out, test.y)
         return params, history
 
-    def epoch(params, inputs):
+    if members:                                                 # many networks, one program
+        train_epoch = jax.vmap(train_epoch)
+        keys = jax.vmap(epoch_keys, in_axes=(0, None), out_axes=1)(key, epochs)  # [epochs, m]
+    else:
+        keys = epoch_keys(key, epochs)                          # [epochs]
+
+    # The keys enter the scan as raw data and are wrapped again inside: jax's key-reuse
+    # checker (jax_debug_key_reuse) wrongly reports typed keys passed as scan inputs under vmap.
+    impl = jax.random.key_impl(key)
+
+    def epoch_step(params, inputs):
         i, key_data = inputs
-        key = jax.random.wrap_key_data(key_data, impl=impl)
-        step = jax.vmap(one_epoch) if members else one_epoch    # many networks: one program
-        params, history = step(params, key)
+        params, history = train_epoch(params, jax.random.wrap_key_data(key_data, impl=impl))
         if verbose:                                             # one host call per epoch
             jax.debug.callback(partial(_print_epoch, epochs, net.loss.name), i, history,
                                ordered=True)
         return params, history
 
-    keys = jax.vmap(lambda k: jax.random.split(k, epochs), out_axes=1)(key) if members \
-        else jax.random.split(key, epochs)                       # one key per epoch (and member)
-    # The keys enter the scan as raw data, wrapped again inside: jax's key-reuse checker
-    # (jax_debug_key_reuse) wrongly reports typed keys passed as scan inputs under vmap.
-    impl = jax.random.key_impl(key)
-    params, history = lax.scan(epoch, params, (jnp.arange(1, epochs + 1),
-                                               jax.random.key_data(keys)))
+    epochs_in = (jnp.arange(1, epochs + 1), jax.random.key_data(keys))
+    params, history = lax.scan(epoch_step, params, epochs_in)
     if members:                                                 # [epochs, m] -> [m, epochs]
         history = jax.tree.map(lambda v: v.T, history)
     return params, history
@@ -140,6 +152,8 @@ def _print_epoch(epochs, loss_name, i, history):
         else:
             parts.append(f"{label} {float(v):.4f}")
     parts.append(f"({time.perf_counter() - _PROGRESS.start:.2f} s)")
+    if not all(np.isfinite(np.asarray(v)).all() for v in history.values()):
+        parts.append("<- NaN or Inf: training diverged; lower lr")
     print("  ".join(parts), flush=True)
 
 
@@ -147,33 +161,20 @@ def _print_epoch(epochs, loss_name, i, history):
 
 def _check_fit_args(net, params, train, test, epochs, lr, batch_size):
     model.check_params(net, params)
-    data.check_dataset(train, "train")
+    dtype = jax.tree.leaves(params)[0].dtype
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise InputTypeError(f"params must be floating point, got {dtype}; make them with "
+                             "funcnn.model.init(key, net)")
     model.check_batch(net, train, "train")
     if test is not None:
-        data.check_dataset(test, "test")
         model.check_batch(net, test, "test")
-    for name, v in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise TypeError(f"{name} must be an int, got {type(v).__name__} {v!r}")
-        if v < 1:
-            raise ValueError(f"{name} must be >= 1, got {v}")
-    if not isinstance(lr, jax.core.Tracer):
-        try:
-            lr_value = float(lr)
-        except (TypeError, ValueError):
-            raise TypeError(f"lr must be a number, got {type(lr).__name__} {lr!r}") from None
-        if not (math.isfinite(lr_value) and lr_value > 0):
-            raise ValueError(f"lr (learning rate) must be finite and > 0, got {lr_value}; "
-                             "try 0.5 for the Clojure net, 0.01-0.1 for larger ones")
-    dtype = jax.tree.leaves(params)[0].dtype
+    integer("epochs", epochs, 1)
+    integer("batch_size", batch_size, 1)
+    model.check_lr(lr)
     if not isinstance(lr, jax.core.Tracer):     # a host scalar of the params' dtype: every lr
         lr = np.asarray(lr, dtype)              # has the same abstract type, so no recompile
-    return Dataset(*train), None if test is None else Dataset(*test), lr
-
-
-def _batched(key, params) -> bool:
-    """True when fit is being traced by jax.vmap (its arguments carry a batch dimension)."""
-    return any(type(v).__name__ == "BatchTracer" for v in [key, *jax.tree.leaves(params)])
+    cast = lambda ds: Dataset(jnp.asarray(ds.x, dtype), jnp.asarray(ds.y, dtype))
+    return cast(train), None if test is None else cast(test), lr
 
 
 def _raise_if_diverged(params, history, lr) -> None:

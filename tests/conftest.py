@@ -18,6 +18,19 @@ def x64():
 
 
 @pytest.fixture
+def compiles():
+    """compiles() -> how many XLA programs were compiled since the test started."""
+    import jax.monitoring
+    count = [0]
+    def listen(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            count[0] += 1
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    yield lambda: count[0]
+    jax.monitoring.unregister_event_duration_listener(listen)
+
+
+@pytest.fixture
 def keys():
     """A fresh key per draw: keys(7) -> 7 keys from seed 0 (fresh objects, never reused)."""
     def make(n, seed=0):

@@ -93,7 +93,7 @@ def test_bad_datasets_are_refused_with_a_reason(ds, match):
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.5, 1.5, 0.01, "0.8"])
 def test_split_refuses_fractions_that_leave_a_side_empty(fraction):
     ds = fn.data.gaussian_clusters(jax.random.key(10), n_per_class=10)
-    with pytest.raises(ValueError, match="train_fraction"):
+    with pytest.raises((ValueError, TypeError), match="train_fraction"):
         fn.data.split(jax.random.key(11), ds, train_fraction=fraction)
 
 
@@ -109,3 +109,21 @@ def test_a_legacy_uint32_key_is_wrapped():
     typed = jax.random.key(12)
     np.testing.assert_array_equal(fn.data.gaussian_clusters(legacy, 10).x,
                                   fn.data.gaussian_clusters(typed, 10).x)
+
+
+def test_numpy_scalars_are_accepted_and_nonsense_refused():
+    ds = fn.data.gaussian_clusters(jax.random.key(13), np.int64(5))
+    assert ds.x.shape == (10, 2)
+    train, _ = fn.data.split(jax.random.key(14), ds, np.float32(0.8))
+    assert train.x.shape == (8, 2)
+    with pytest.raises(ValueError, match="std"):
+        fn.data.gaussian_clusters(jax.random.key(15), 5, std=float("nan"))
+    with pytest.raises(ValueError, match="centers"):
+        fn.data.gaussian_clusters(jax.random.key(16), 5, centers=(1.0, 2.0))
+    with pytest.raises(ValueError, match="batch_size"):
+        fn.data.batches(jax.random.key(17), 10, 0)
+
+
+def test_uniform_stays_below_hi_in_float32():
+    u = fn.rng.uniform(jax.random.key(18), (200_000,), 1.0, 1.5)
+    assert float(u.min()) >= 1.0 and float(u.max()) < 1.5

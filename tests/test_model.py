@@ -34,8 +34,10 @@ def _worst_errors_over_seeds(net, seeds, dtype):
     The draws come from NumPy so that only the network under test is compiled."""
     rng = np.random.default_rng(sum(net.sizes) * 1000 + seeds)
     shapes = jax.eval_shape(lambda: fn.model.init(jax.random.key(0), net, dtype))
-    params = jax.tree.map(lambda s: jnp.asarray(0.7 * rng.normal(size=(seeds, *s.shape)), dtype),
-                          shapes)                   # moderate weights: softmax not saturated
+    def draw(s):                        # init-sized weights, N(0, 1/d_in): softmax not saturated
+        scale = 1 / np.sqrt(s.shape[0]) if len(s.shape) == 2 else 0.1
+        return jnp.asarray(scale * rng.normal(size=(seeds, *s.shape)), dtype)
+    params = jax.tree.map(draw, shapes)
     k = net.sizes[-1]
     x = jnp.asarray(rng.normal(size=(seeds, 5, net.sizes[0])), dtype)
     y = jnp.asarray(np.eye(k)[rng.integers(0, k, size=(seeds, 5))], dtype)
@@ -57,9 +59,11 @@ def test_hand_gradients_match_autodiff_float64(hidden, head, x64):
         assert max(errors) < 1e-9, (net, errors)
 
 
+@pytest.mark.parametrize("hidden", HIDDEN, ids=lambda a: a.name)
 @pytest.mark.parametrize("head", HEADS, ids=lambda h: f"{h[0].name}-{h[1].name}")
-def test_hand_gradients_match_autodiff_float32(head):
-    net, params, batch = _case(7, 3, M.tanh, head, jnp.float32)
+def test_hand_gradients_match_autodiff_float32(hidden, head):
+    i = HIDDEN.index(hidden) + len(HIDDEN) * HEADS.index(head)
+    net, params, batch = _case(7 + i, 1 + i % 5, hidden, head, jnp.float32)
     report = fn.gradcheck.gradcheck(net, params, batch, x64=False)
     assert report.dtype == "float32" and report.passed and report.worst < 1e-4, (net, report)
     errors = _worst_errors_over_seeds(net, 16, jnp.float32)
@@ -166,7 +170,7 @@ def test_params_that_do_not_fit_the_network_name_the_leaf():
         fn.model.forward(net, fn.model.init(jax.random.key(1), net), jnp.zeros((4, 3)))
     with pytest.raises(ValueError, match="y is 3 wide"):
         fn.model.loss(net, fn.model.init(jax.random.key(2), net),
-                      fn.data.Dataset(x, jnp.zeros((4, 3))))
+                      fn.data.Dataset(x, jnp.eye(3)[jnp.array([0, 1, 2, 0])]))
 
 
 def test_no_autodiff_in_the_library_gradient_path():
@@ -183,3 +187,24 @@ def test_no_autodiff_in_the_library_gradient_path():
         used = {c for a, dot, c in zip(code, code[1:], code[2:]) if (a, dot) == ("jax", ".")}
         used |= set(code) & (banned - {"grad", "vjp", "jvp"})    # imported bare names
         assert not (banned & used), f"{path.name} uses {banned & used}"
+
+
+def test_functions_refuse_bad_values_outside_fit_too():
+    net = fn.model.mlp([2, 8, 2], hidden=M.sigmoid, output=M.sigmoid, loss=L.mse)
+    params = fn.model.init(jax.random.key(0), net)
+    ds = fn.data.gaussian_clusters(jax.random.key(1), n_per_class=4)
+    with pytest.raises(ValueError, match="empty"):
+        fn.gradcheck.gradcheck(net, params, fn.data.Dataset(ds.x[:0], ds.y[:0]))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        fn.model.loss(net, params, fn.data.Dataset(ds.x.at[0, 0].set(jnp.nan), ds.y))
+    for lr in (float("nan"), 0.0, -1.0):
+        with pytest.raises(ValueError, match="lr"):
+            fn.model.grad_step(net, params, ds, lr)
+    with pytest.raises(TypeError, match="lr"):
+        fn.model.grad_step(net, params, ds, "a")
+    with pytest.raises(TypeError, match="init must be a scheme"):
+        fn.model.mlp([2, 2], hidden=M.relu, output=M.identity, loss=L.mse, init=jnp.zeros)
+    with pytest.raises(ValueError, match="uniform"):
+        fn.model.uniform(-1.0)
+    sizes = fn.model.mlp(np.array([2, 8, 2]), hidden=M.relu, output=M.identity, loss=L.mse)
+    assert sizes.sizes == (2, 8, 2) and type(sizes.sizes[0]) is int

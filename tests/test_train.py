@@ -60,13 +60,30 @@ def test_inputs_are_unchanged():
         np.testing.assert_array_equal(a, b)
 
 
-def test_fit_compiles_once_per_network_and_shape():
+def test_fit_compiles_once_per_network_and_shape(compiles):
     net, params, train, test, _ = clojure_setup()
+    bigger = fn.data.Dataset(jnp.concatenate([train.x, test.x]), jnp.concatenate([train.y, test.y]))
     fn.train.fit(jax.random.key(1), net, params, train, test, epochs=4, lr=0.5, verbose=False)
-    size = fn.train._fit._cache_size()
+    before = compiles()
     fn.train.fit(jax.random.key(2), net, params, train, test, epochs=4, lr=0.1, verbose=False)
     fn.train.fit(jax.random.key(3), net, params, train, test, epochs=4, lr=2, verbose=False)
-    assert fn.train._fit._cache_size() == size            # new key and lr: no new program
+    assert compiles() == before                           # new key and lr: no new program
+    fn.train.fit(jax.random.key(4), net, params, bigger, test, epochs=4, verbose=False)
+    assert compiles() == before + 1                       # a new data size: one program
+
+
+def test_fit_gives_every_epoch_its_own_shuffle():
+    k1, k2 = fn.train.epoch_keys(jax.random.key(0), 2)
+    rows1, _ = fn.data.batches(k1, 640, 16)
+    rows2, _ = fn.data.batches(k2, 640, 16)
+    assert not np.array_equal(rows1, rows2)
+
+
+def test_float32_params_train_in_float32_with_x64_on(x64):
+    net, params, train, test, k_fit = clojure_setup()      # float32 params and data
+    wide = fn.data.Dataset(train.x.astype(jnp.float64), train.y.astype(jnp.float64))
+    fitted, hist = fn.train.fit(k_fit, net, params, wide, test, epochs=2, verbose=False)
+    assert {v.dtype for v in jax.tree.leaves(fitted)} == {jnp.dtype(jnp.float32)}
 
 
 def test_last_partial_batch_is_used_and_masked(x64):
@@ -119,6 +136,10 @@ def test_vmap_over_fit_trains_many_networks_and_matches_single_runs(capfd):
     jax.effects_barrier()
     assert hist["test_accuracy"].shape == (4, 3)
     assert "epoch" not in capfd.readouterr().out             # no line per member under vmap
+    jax.vmap(jax.jit(lambda k, p: fn.train.fit(k, net, p, train, test, epochs=2)))(
+        fit_keys(), params)
+    jax.effects_barrier()
+    assert "epoch" not in capfd.readouterr().out             # nor under vmap of jit
     one, hist_one = fn.train.fit(fit_keys()[2], net, jax.tree.map(lambda v: v[2], params),
                                  train, test, epochs=3, verbose=False)
     np.testing.assert_allclose(hist["train_loss"][2], hist_one["train_loss"], rtol=1e-5)
@@ -150,20 +171,26 @@ TRAIN = fn.data.gaussian_clusters(jax.random.key(99), n_per_class=8)
     (dict(lr=-1.0), ValueError, "lr"),
     (dict(lr=float("nan")), ValueError, "lr"),
     (dict(lr=float("inf")), ValueError, "lr"),
-    (dict(lr="fast"), TypeError, "lr must be a number"),
+    (dict(lr="fast"), TypeError, r"lr \(learning rate\) must be a number"),
     (dict(key=0), TypeError, "jax.random.key"),
     (dict(key=None), TypeError, "jax.random.key"),
     (dict(params=fn.model.init(jax.random.key(5), WRONG_NET)), ValueError, r"params\[0\]\['w'\]"),
     (dict(train=fn.data.Dataset(TRAIN.x[:, :1], TRAIN.y)), ValueError, "train.x has 1 features"),
     (dict(train=fn.data.Dataset(TRAIN.x, TRAIN.y[:3])), ValueError, "train.x has 16 rows"),
     (dict(train=fn.data.Dataset(TRAIN.x, TRAIN.y * 2)), ValueError, "train.y is not one-hot"),
-    (dict(test=fn.data.Dataset(TRAIN.x, jnp.ones((16, 3)) / 3)), ValueError, "test.y"),
+    (dict(test=fn.data.Dataset(TRAIN.x, jnp.eye(3)[jnp.arange(16) % 3])), ValueError,
+     "test.y is 3 wide"),
+    (dict(params=(dict(w=jnp.zeros((2, 8), jnp.int32), b=jnp.zeros(8, jnp.int32)),
+                  dict(w=jnp.zeros((8, 2), jnp.int32), b=jnp.zeros(2, jnp.int32)))),
+     TypeError, "floating point"),
+    (dict(train=fn.data.Dataset(TRAIN.x, TRAIN.y.at[2, 0].set(jnp.inf))), ValueError,
+     "train.y holds NaN or Inf"),
     (dict(train=fn.data.Dataset(TRAIN.x.at[3, 1].set(jnp.nan), TRAIN.y)), ValueError, "row 3"),
     (dict(train=fn.data.Dataset(TRAIN.x[:0], TRAIN.y[:0])), ValueError, "empty"),
 ])
-def test_bad_input_is_refused_before_compiling(change, error, match):
-    size = fn.train._fit._cache_size()
+def test_bad_input_is_refused_before_compiling(change, error, match, compiles):
     args = _bad(**change)
+    before = compiles()
     with pytest.raises(error, match=match):
         fn.train.fit(args.pop("key"), **args)
-    assert fn.train._fit._cache_size() == size              # nothing was compiled
+    assert compiles() == before                             # nothing was compiled
