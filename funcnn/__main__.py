@@ -2,7 +2,9 @@
 
     python -m funcnn                  # = python -m funcnn clusters: the Clojure network
     python -m funcnn clusters --epochs 40 --lr 0.3 --out images/run2.svg
-    python -m funcnn circles          # DotCSV's rings, [2, 4, 8, 1] sigmoid
+    python -m funcnn circles          # DotCSV's rings, and the training as an animation
+    python -m funcnn fashion-mnist-numpy --recipe sound
+    python -m funcnn sequential --seconds 20
 
 The flow is the original's: data -> model -> training with metrics -> picture.
 """
@@ -11,9 +13,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
-COMMANDS = ("clusters", "circles")
+COMMANDS = ("clusters", "circles", "fashion-mnist-numpy", "sequential")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,92 +41,21 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def clusters(args) -> int:
-    """The Clojure project's run: seed 1337, two Gaussian clusters, 2 -> 8 -> 2 sigmoid, MSE."""
-    import jax
-    import funcnn as fn
-
-    t_start = time.perf_counter()
-    k_data, k_split, k_init, k_fit = jax.random.split(fn.rng.key(args.seed), 4)
-    ds = fn.data.gaussian_clusters(k_data, n_per_class=args.points_per_class)
-    train, test = fn.data.split(k_split, ds, train_fraction=0.8)
-    net = fn.model.mlp([2, 8, 2], hidden=fn.math.sigmoid, output=fn.math.sigmoid,
-                       loss=fn.losses.mse, init=fn.model.uniform(0.5))
-    params = fn.model.init(k_init, net)
-    print(f"{net}: {train.x.shape[0]} training and {test.x.shape[0]} test points, "
-          f"{_plural(args.epochs, 'epoch')}, lr {args.lr}, batch {args.batch_size}")
-    params, history = fn.train.fit(k_fit, net, params, train, test, epochs=args.epochs,
-                                   lr=args.lr, batch_size=args.batch_size,
-                                   verbose=not args.quiet)
-    t_trained = time.perf_counter()
-    path = fn.visualization.decision_boundary(net, params, ds, args.out)
-    t_done = time.perf_counter()
-    print(f"test accuracy {float(history['test_accuracy'][-1]):.4f}, test mse "
-          f"{float(history['test_loss'][-1]):.4f} after {_plural(args.epochs, 'epoch')}")
-    print(f"decision boundary written to {path}")
-    print(f"time: data + compile + train {t_trained - t_start:.2f} s, "
-          f"picture {t_done - t_trained:.2f} s")
-    return 0
-
-
-def circles(args) -> int:
-    """DotCSV's rings: [2, 4, 8, 1] sigmoid, MSE, trained by full-batch descent."""
-    import jax
-    import funcnn as fn
-
-    k_data, k_split, k_init, k_fit = jax.random.split(fn.rng.key(args.seed), 4)
-    ds = fn.data.circles(k_data, n=args.points, factor=0.5, noise=0.05)
-    train, test = fn.data.split(k_split, ds, train_fraction=0.8)
-    net = fn.model.mlp([2, 4, 8, 1], hidden=fn.math.sigmoid, output=fn.math.sigmoid,
-                       loss=fn.losses.mse, init=fn.model.uniform(1.0))
-    params = fn.model.init(k_init, net)
-    print(f"{net}: {train.x.shape[0]} training and {test.x.shape[0]} test points")
-    params, history = fn.train.fit(k_fit, net, params, train, test, epochs=args.epochs,
-                                   lr=args.lr, batch_size=args.batch_size,
-                                   verbose=not args.quiet)
-    path = fn.visualization.decision_boundary(net, params, ds, args.out)
-    print(f"test accuracy {float(history['test_accuracy'][-1]):.4f} after "
-          f"{_plural(args.epochs, 'epoch')}")
-    print(f"decision boundary written to {path}")
-    return 0
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    from funcnn.examples import EXAMPLES
     parser = argparse.ArgumentParser(
         prog="python -m funcnn",
         description="funcnn: neural networks as pure functions on JAX. With no command, "
                     "runs 'clusters', the Clojure network, end to end.")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-
-    c = sub.add_parser("clusters", help="the Clojure run: two Gaussian clusters, 2 -> 8 -> 2 "
-                                        "sigmoid, MSE, mini-batch SGD (the default)",
-                       description="The Clojure project's run: 400 points per class, "
-                                   "2 -> 8 -> 2 sigmoid, weights uniform in [-0.5, 0.5], MSE, "
-                                   "lr 0.5, batch 16, 20 epochs, seed 1337.")
-    c.add_argument("--epochs", type=_positive_int, default=20, help="passes over the training "
-                   "set (default 20)")
-    c.add_argument("--lr", type=_positive_float, default=0.5, help="learning rate (default 0.5)")
-    c.add_argument("--batch-size", type=_positive_int, default=16, help="rows per gradient "
-                   "step (default 16)")
-    c.add_argument("--points-per-class", type=_positive_int, default=400, help="points drawn "
-                   "per cluster (default 400)")
-    _common(c, "images/decision_boundary.svg")
-    c.set_defaults(run=clusters)
-
-    r = sub.add_parser("circles", help="DotCSV's two rings, [2, 4, 8, 1] sigmoid, MSE",
-                       description="Two concentric rings (n 500, factor 0.5, noise 0.05), "
-                                   "[2, 4, 8, 1] sigmoid, uniform [-1, 1] init, MSE.")
-    r.add_argument("--epochs", type=_positive_int, default=300, help="default 300")
-    r.add_argument("--lr", type=_positive_float, default=1.0, help="default 1.0")
-    r.add_argument("--batch-size", type=_positive_int, default=16, help="default 16")
-    r.add_argument("--points", type=_positive_int, default=500, help="default 500")
-    _common(r, "images/circles.svg")
-    r.set_defaults(run=circles)
-    return parser, {"clusters": c, "circles": r}
+    commands = {}
+    for name, example in EXAMPLES.items():
+        p = sub.add_parser(name, help=example.HELP, description=example.DESCRIPTION)
+        out = example.add_arguments(p, _positive_int, _positive_float)
+        _common(p, out)
+        p.set_defaults(run=example.run)
+        commands[name] = p
+    return parser, commands
 
 
 def _common(p: argparse.ArgumentParser, out: str) -> None:

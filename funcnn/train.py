@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from funcnn import data, metrics, model, rng
+from funcnn import data, metrics, model, optim, rng
 from funcnn.checks import InputError, InputTypeError, integer
 from funcnn.data import Dataset
 
@@ -30,9 +30,15 @@ class TrainingDiverged(FloatingPointError):
 
 
 def fit(key: rng.Key, net: model.MLP, params: model.Params, train: Dataset,
-        test: Dataset | None = None, *, epochs: int = 20, lr=0.5, batch_size: int = 16,
+        test: Dataset | None = None, *, epochs: int = 20, lr=None, batch_size: int = 16,
+        optimizer=None, probe=None,
         verbose: bool = True) -> tuple[model.Params, dict[str, jax.Array]]:
     """Train `params` with mini-batch SGD; return the new params and the per-epoch history.
+
+    Plain SGD with `lr` (default 0.5) unless `optimizer` is given (`funcnn.optim.adam(1e-3)`,
+    ...; it carries its own learning rate). `probe`, a function of the params (a module-level
+    function: it is a static argument), is evaluated after every epoch inside the compiled
+    loop; its results come back stacked in `history["probe"]` (snapshots of a boundary, say).
 
     history: `train_loss`, `train_accuracy` (means over the epoch's batches, before each
     step), and with `test`, `test_loss`, `test_accuracy` (after the epoch): each `f32[epochs]`.
@@ -42,19 +48,21 @@ def fit(key: rng.Key, net: model.MLP, params: model.Params, train: Dataset,
     raise: check `jnp.isfinite(history["train_loss"])`, or use `fit_many` for ensembles.
     """
     key = rng.check_key(key)
-    train, test, lr = _check_fit_args(net, params, train, test, epochs, lr, batch_size)
+    train, test, lr = _check_fit_args(net, params, train, test, epochs, lr, batch_size,
+                                      optimizer, probe)
     traced = any(isinstance(v, jax.core.Tracer) for v in [key, *jax.tree.leaves(params)])
     _PROGRESS.start = time.perf_counter()
     new_params, history = _fit(key, params, train, test, lr, net=net, epochs=epochs,
                                batch_size=min(batch_size, train.x.shape[0]),
+                               optimizer=optimizer, probe=probe,
                                verbose=verbose and not traced, members=False)
     _raise_if_diverged(new_params, history, lr)
     return new_params, history
 
 
 def fit_many(keys: jax.Array, net: model.MLP, params: model.Params, train: Dataset,
-             test: Dataset | None = None, *, epochs: int = 20, lr=0.5, batch_size: int = 16,
-             verbose: bool = True) -> tuple[model.Params, dict[str, jax.Array]]:
+             test: Dataset | None = None, *, epochs: int = 20, lr=None, batch_size: int = 16,
+             optimizer=None, probe=None, verbose: bool = True) -> tuple[model.Params, dict[str, jax.Array]]:
     """Train one network per key at once (an ensemble): `keys: key[m]`, params from
     `jax.vmap(lambda k: init(k, net))(init_keys)`. Histories come back `f32[m, epochs]`.
     Each epoch prints one line: the mean and range over the m networks."""
@@ -70,11 +78,12 @@ def fit_many(keys: jax.Array, net: model.MLP, params: model.Params, train: Datas
         raise InputError(f"params must hold {m} networks (a leading axis of {m} on every leaf, "
                          f"as jax.vmap(init) makes), got leading sizes {sorted(map(str, lead))}")
     member = jax.tree.map(lambda v: v[0], params)
-    train, test, lr = _check_fit_args(net, member, train, test, epochs, lr, batch_size)
+    train, test, lr = _check_fit_args(net, member, train, test, epochs, lr, batch_size,
+                                      optimizer, probe)
     _PROGRESS.start = time.perf_counter()
     new_params, history = _fit(keys, params, train, test, lr, net=net, epochs=epochs,
                                batch_size=min(batch_size, train.x.shape[0]),
-                               verbose=verbose, members=True)
+                               optimizer=optimizer, probe=probe, verbose=verbose, members=True)
     _raise_if_diverged(new_params, history, lr)
     return new_params, history
 
@@ -84,30 +93,39 @@ def epoch_keys(key: rng.Key, epochs: int) -> jax.Array:
     return jax.random.split(key, epochs)
 
 
-@partial(jax.jit, static_argnames=("net", "epochs", "batch_size", "verbose", "members"))
-def _fit(key, params, train, test, lr, *, net, epochs, batch_size, verbose, members):
+@partial(jax.jit, static_argnames=("net", "epochs", "batch_size", "optimizer", "probe",
+                                   "verbose", "members"))
+def _fit(key, params, train, test, lr, *, net, epochs, batch_size, optimizer, probe, verbose,
+         members):
     n = train.x.shape[0]
 
-    def batch_step(params, batch_rows):
+    def batch_step(carry, batch_rows):
+        params, state = carry                                   # state: the optimizer's
         rows, w = batch_rows                                    # i32[batch_size], f32[batch_size]
         batch = Dataset(train.x[rows], train.y[rows])           # gather on device, no host trip
         loss, g, out = model.value_and_grads(net, params, batch, w)
-        params = model.sgd(params, g, lr)                       # p <- p - lr dL/dp
+        params, state = _update(params, state, g, lr, optimizer)
         real = w.sum()                                          # rows that are not padding
-        return params, (loss * real, metrics.accuracy(out, batch.y, w) * real)
+        return (params, state), (loss * real, metrics.accuracy(out, batch.y, w) * real)
 
-    def train_epoch(params, key):
+    def train_epoch(carry, key):
         rows, w = data.batches(key, n, batch_size, train.x.dtype)   # this epoch's shuffle
-        params, (loss_sums, correct) = lax.scan(batch_step, params, (rows, w))
+        carry, (loss_sums, correct) = lax.scan(batch_step, carry, (rows, w))
+        params = carry[0]
         history = {"train_loss": loss_sums.sum() / n, "train_accuracy": correct.sum() / n}
         if test is not None:                                    # evaluate after the epoch
             out = model.forward(net, params, test.x)
             history["test_loss"] = net.loss.fn(out, test.y, jnp.ones(test.x.shape[0], out.dtype))
             history["test_accuracy"] = metrics.accuracy(out, test.y)
-        return params, history
+        if probe is not None:
+            history["probe"] = probe(params)
+        return carry, history
+
+    def init_state(params):
+        return () if optimizer is None else optimizer.init(params)
 
     if members:                                                 # many networks, one program
-        train_epoch = jax.vmap(train_epoch)
+        train_epoch, init_state = jax.vmap(train_epoch), jax.vmap(init_state)
         keys = jax.vmap(epoch_keys, in_axes=(0, None), out_axes=1)(key, epochs)  # [epochs, m]
     else:
         keys = epoch_keys(key, epochs)                          # [epochs]
@@ -116,19 +134,58 @@ def _fit(key, params, train, test, lr, *, net, epochs, batch_size, verbose, memb
     # checker (jax_debug_key_reuse) wrongly reports typed keys passed as scan inputs under vmap.
     impl = jax.random.key_impl(key)
 
-    def epoch_step(params, inputs):
+    def epoch_step(carry, inputs):
         i, key_data = inputs
-        params, history = train_epoch(params, jax.random.wrap_key_data(key_data, impl=impl))
+        carry, history = train_epoch(carry, jax.random.wrap_key_data(key_data, impl=impl))
         if verbose:                                             # one host call per epoch
-            jax.debug.callback(partial(_print_epoch, epochs, net.loss.name), i, history,
+            printed = {k: v for k, v in history.items() if k != "probe"}
+            jax.debug.callback(partial(_print_epoch, epochs, net.loss.name), i, printed,
                                ordered=True)
-        return params, history
+        return carry, history
 
     epochs_in = (jnp.arange(1, epochs + 1), jax.random.key_data(keys))
-    params, history = lax.scan(epoch_step, params, epochs_in)
-    if members:                                                 # [epochs, m] -> [m, epochs]
-        history = jax.tree.map(lambda v: v.T, history)
+    (params, _), history = lax.scan(epoch_step, (params, init_state(params)), epochs_in)
+    if members:                                                 # [epochs, m, ...] -> [m, epochs, ...]
+        history = jax.tree.map(lambda v: jnp.swapaxes(v, 0, 1), history)
     return params, history
+
+
+def _update(params, state, g, lr, optimizer):
+    """One optimizer step: plain SGD with a traced lr, or the given optimizer's update."""
+    if optimizer is None:
+        return model.sgd(params, g, lr), state                  # p <- p - lr dL/dp
+    updates, state = optimizer.update(g, state, params)
+    return optim.apply_updates(params, updates), state          # p <- p + u
+
+
+def fit_steps(key: rng.Key, net: model.MLP, params: model.Params, train: Dataset, *,
+              steps: int, batch_size: int = 64, lr=None, optimizer=None, state=None):
+    """Seed 3's loop: `steps` gradient steps, each on a mini-batch drawn at random (with
+    replacement) from `train`, compiled as one `lax.scan`. Returns (params, optimizer state,
+    losses: f32[steps]); pass the state back in to go on where a previous call stopped."""
+    key = rng.check_key(key)
+    train, _, lr = _check_fit_args(net, params, train, None, 1, lr, batch_size, optimizer, None)
+    integer("steps", steps, 1)
+    if state is None:
+        state = () if optimizer is None else optimizer.init(params)
+    return _fit_steps(key, params, state, train, lr, net=net, steps=steps,
+                      batch_size=batch_size, optimizer=optimizer)
+
+
+@partial(jax.jit, static_argnames=("net", "steps", "batch_size", "optimizer"))
+def _fit_steps(key, params, state, train, lr, *, net, steps, batch_size, optimizer):
+    impl = jax.random.key_impl(key)
+
+    def step(carry, key_data):
+        params, state = carry
+        key = jax.random.wrap_key_data(key_data, impl=impl)     # (see _fit on raw key data)
+        rows = jax.random.randint(key, (batch_size,), 0, train.x.shape[0])
+        loss, g, _ = model.value_and_grads(net, params, Dataset(train.x[rows], train.y[rows]))
+        return _update(params, state, g, lr, optimizer), loss
+
+    keys = jax.random.key_data(jax.random.split(key, steps))
+    (params, state), losses = lax.scan(step, (params, state), keys)
+    return params, state, losses
 
 
 # --- progress --------------------------------------------------------------------------------
@@ -159,7 +216,7 @@ def _print_epoch(epochs, loss_name, i, history):
 
 # --- checks, in plain Python before any compilation ------------------------------------------
 
-def _check_fit_args(net, params, train, test, epochs, lr, batch_size):
+def _check_fit_args(net, params, train, test, epochs, lr, batch_size, optimizer, probe):
     model.check_params(net, params)
     dtype = jax.tree.leaves(params)[0].dtype
     if not jnp.issubdtype(dtype, jnp.floating):
@@ -170,7 +227,17 @@ def _check_fit_args(net, params, train, test, epochs, lr, batch_size):
         model.check_batch(net, test, "test")
     integer("epochs", epochs, 1)
     integer("batch_size", batch_size, 1)
-    model.check_lr(lr)
+    if optimizer is not None:
+        optim.check_optimizer(optimizer)
+        if lr is not None:
+            raise InputError(f"give the learning rate to the optimizer, not to fit: "
+                             f"optimizer={optimizer!r} already has one; drop lr={lr!r}")
+        lr = 0.0                                # unused: the optimizer holds its own
+    else:
+        lr = 0.5 if lr is None else lr          # the Clojure default
+        model.check_lr(lr)
+    if probe is not None and not callable(probe):
+        raise InputTypeError(f"probe must be a function of the params, got {probe!r}")
     if not isinstance(lr, jax.core.Tracer):     # a host scalar of the params' dtype: every lr
         lr = np.asarray(lr, dtype)              # has the same abstract type, so no recompile
     cast = lambda ds: Dataset(jnp.asarray(ds.x, dtype), jnp.asarray(ds.y, dtype))
@@ -180,11 +247,13 @@ def _check_fit_args(net, params, train, test, epochs, lr, batch_size):
 def _raise_if_diverged(params, history, lr) -> None:
     if any(isinstance(v, jax.core.Tracer) for v in history.values()):
         return                                  # traced by an outer jit/vmap: values unknown
-    bad = np.stack([~np.isfinite(np.asarray(v)) for v in history.values()]).any(axis=0)
+    losses = [v for k, v in history.items() if k != "probe"]
+    bad = np.stack([~np.isfinite(np.asarray(v)) for v in losses]).any(axis=0)
     if not bad.any():                           # bad: [epochs] or [members, epochs]
         return
     first = int(np.argmax(bad.reshape(-1, bad.shape[-1]).any(axis=0))) + 1
     raise TrainingDiverged(
-        f"training diverged: the loss became NaN or Inf in epoch {first} (lr={float(lr):g}). "
+        f"training diverged: the loss became NaN or Inf in epoch {first}"
+        f"{f' (lr={float(lr):g})' if float(lr) > 0 else ''}. "
         "Lower lr (by 10x, say) or check the data's scale; the partial history is on this "
         "error's .history", params, history)

@@ -1,6 +1,11 @@
-"""The decision-boundary picture: valid SVG, the right points, an exact contour, atomic files."""
+"""The pictures: valid SVG with the right points, curves, frames, counts and images; an exact
+contour; PNG bytes a separate decoder reads back; atomic files; errors that name the argument."""
+import base64
 import os
+import re
+import struct
 import xml.etree.ElementTree as ET
+import zlib
 
 import jax
 import numpy as np
@@ -209,3 +214,334 @@ def test_bad_inputs_name_the_argument(trained, tmp_path):
     with pytest.raises(ValueError, match=r"s must have shape"):
         viz.contour_segments(np.zeros((3, 4)), np.arange(3.0), np.arange(4.0))
     assert not list(tmp_path.iterdir())              # nothing written on a refusal
+
+
+# --- shared checks for the pictures below --------------------------------------------------
+
+def _svg_root(path):
+    """Parse an SVG file; it must be namespaced and have a 4-number viewBox matching its size."""
+    root = ET.parse(path).getroot()
+    assert root.tag == f"{SVG}svg"
+    x, y, width, height = (float(v) for v in root.get("viewBox").split())
+    assert (x, y) == (0, 0) and width > 0 and height > 0
+    assert (float(root.get("width")), float(root.get("height"))) == (width, height)
+    return root
+
+
+def _by_id(root, name):
+    (element,) = [e for e in root.iter() if e.get("id") == name]
+    return element
+
+
+def _texts(element):
+    return [t.text for t in element.iter(f"{SVG}text")]
+
+
+def _polyline_points(line):
+    return [tuple(float(v) for v in p.split(",")) for p in line.get("points").split()]
+
+
+# --- training curves -----------------------------------------------------------------------
+
+def test_curves_draw_one_polyline_per_series_and_skip_nan(tmp_path):
+    loss = np.array([2.0, 1.5, np.nan, 1.0, 0.8, 0.7])
+    history = {"train_loss": np.linspace(2.2, 0.5, 6), "val_loss": loss,
+               "train_accuracy": np.linspace(0.5, 0.9, 6),
+               "test_accuracy": np.array([np.nan, 0.5, 0.6, 0.7, 0.75, np.nan])}
+    root = _svg_root(viz.curves(history, tmp_path / "c.svg"))
+    counts = {}
+    for panel in ("loss", "accuracy"):
+        for line in _by_id(root, panel).iter(f"{SVG}polyline"):
+            counts[panel, line.get("class")] = len(_polyline_points(line))
+    assert counts == {("loss", "train"): 6, ("loss", "validation"): 5,
+                      ("accuracy", "train"): 6, ("accuracy", "test"): 4}
+    assert _texts(_by_id(root, "legend")) == ["train", "validation", "test"]
+    assert "loss and accuracy per epoch" in _texts(root)
+
+
+def test_curves_put_larger_values_higher_and_epochs_left_to_right(tmp_path):
+    history = {"train_loss": [3.0, 1.0, 2.0]}
+    root = _svg_root(viz.curves(history, tmp_path / "c.svg"))
+    (line,) = _by_id(root, "loss").iter(f"{SVG}polyline")
+    (x0, y0), (x1, y1), (x2, y2) = _polyline_points(line)
+    assert x0 < x1 < x2 and x1 - x0 == pytest.approx(x2 - x1)      # epochs 1, 2, 3: even steps
+    assert y0 < y2 < y1                                              # screen y grows downward
+    panels = [g.get("id") for g in root if g.tag == f"{SVG}g"]
+    assert "loss" in panels and "accuracy" not in panels             # no accuracy: one panel
+
+
+def test_curves_take_x_values_and_draw_a_single_point(tmp_path):
+    history = {"step": [25, 50, 75, 100], "train_loss": [0.4, 0.3, 0.25, 0.2]}
+    root = _svg_root(viz.curves(history, tmp_path / "s.svg", x_label="step"))
+    panel = _by_id(root, "loss")
+    assert {"step", "40", "100"} <= set(_texts(panel))              # whole-number ticks
+    frame = panel.find(f".//{SVG}rect")
+    (line,) = panel.iter(f"{SVG}polyline")
+    xs = [x for x, _ in _polyline_points(line)]
+    assert xs[0] == pytest.approx(float(frame.get("x")), abs=0.01)   # x = 25 at the left edge
+    assert xs[-1] == pytest.approx(float(frame.get("x")) + float(frame.get("width")), abs=0.01)
+    same = viz.curves({"train_loss": [0.4, 0.3, 0.25, 0.2], "probe": np.ones((4, 9, 1))},
+                      tmp_path / "x.svg", x=[25, 50, 75, 100], x_label="step")  # not a curve
+    assert same.read_text() == (tmp_path / "s.svg").read_text()
+    one = _svg_root(viz.curves({"train_loss": [0.7], "test_loss": [np.nan]}, tmp_path / "1.svg"))
+    lines = list(one.iter(f"{SVG}polyline"))
+    assert [len(_polyline_points(line)) for line in lines] == [1]   # the all-NaN series: none
+    assert len(list(_by_id(one, "loss").iter(f"{SVG}circle"))) == 1  # the point shows as a dot
+
+
+@pytest.mark.parametrize("history, kwargs, match", [
+    ({"train_loss": [1.0, 2.0], "trian_loss": [0.1, 0.1]}, {}, "'trian_loss'"),
+    ({"lr": [0.1, 0.1]}, {}, "at least one series"),
+    ({"train_loss": [1.0, 2.0], "test_loss": [1.0]}, {}, "lengths"),
+    ({"train_loss": np.ones((2, 3))}, {}, r"history\['train_loss'\] must be 1-D"),
+    ({}, {}, "at least one series"),
+    ({"train_loss": [1.0, 2.0]}, {"x": [1, 2, 3]}, "x"),
+    ({"train_loss": [1.0, 2.0], "step": [1, 2]}, {"x": [1, 2]}, "pass only one"),
+    ([1.0, 2.0], {}, "history must be a dict"),
+    ({"train_loss": [1.0]}, {"x_label": 3}, "x_label"),
+])
+def test_curves_refuse_bad_history(tmp_path, history, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        viz.curves(history, tmp_path / "c.svg", **kwargs)
+    assert not list(tmp_path.iterdir())
+
+
+def test_whole_ticks_are_whole():
+    for lo, hi in [(1, 3), (1, 12), (0.5, 1.5), (25, 2000), (1, 50)]:
+        ticks = viz._ticks(lo, hi, whole=True)
+        assert ticks and all(t == int(t) and lo <= t <= hi for t in ticks)
+
+
+# --- the animation -------------------------------------------------------------------------
+
+def _frames(n=5, ny=7, nx=9):
+    """n score grids on a ny x nx grid: a slanted line sweeping across, so frames differ."""
+    xs, ys = np.linspace(-1.0, 1.0, nx), np.linspace(0.0, 2.0, ny)
+    gx, gy = np.meshgrid(xs, ys)
+    frames = np.stack([1 / (1 + np.exp(-4 * (gx + 0.5 * gy - c))) for c in np.linspace(0, 1, n)])
+    return frames, xs, ys
+
+
+def _smil_display(group, t):
+    """What a SMIL player shows for a frame group at time t: the active animation begun last."""
+    value, latest = group.get("display"), -np.inf
+    for a in group:
+        if a.tag not in (f"{SVG}animate", f"{SVG}set"):
+            continue
+        begin, dur = (float(a.get(k).rstrip("s")) for k in ("begin", "dur"))
+        local = t - begin
+        if local < 0 or (a.get("repeatCount") != "indefinite" and local >= dur) or begin < latest:
+            continue
+        latest = begin
+        if a.tag == f"{SVG}set":
+            value = a.get("to")
+        else:
+            times = [float(k) for k in a.get("keyTimes").split(";")]
+            phase = (local % dur) / dur
+            value = a.get("values").split(";")[max(k for k, s in enumerate(times) if s <= phase)]
+    return value
+
+
+def test_animation_has_a_group_per_frame_switched_by_smil(tmp_path):
+    frames, xs, ys = _frames()
+    points = np.array([[-0.5, 0.5], [0.5, 1.5], [0.0, 1.0]])
+    path = viz.animation(frames, xs, ys, points, [0, 1, 1], tmp_path / "a.svg",
+                         steps=[0, 25, 50, 75, 100], seconds_per_frame=0.2,
+                         still_path=tmp_path / "still.svg")
+    root = _svg_root(path)
+    groups = list(_by_id(root, "frames"))
+    assert [g.get("id") for g in groups] == [f"frame-{t}" for t in range(5)]
+    animates = [g.find(f"{SVG}animate") for g in groups]
+    begins = [float(a.get("begin").rstrip("s")) for a in animates]
+    assert begins == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8])
+    assert all(a.get("repeatCount") == "indefinite" and a.get("dur") == "1s" for a in animates)
+    # without SMIL only the last frame shows; each frame carries its own step label
+    assert [g.get("display") for g in groups] == ["none"] * 4 + ["inline"]
+    assert [_texts(g)[-1] for g in groups] == [f"step {s}" for s in (0, 25, 50, 75, 100)]
+    # the points are drawn once, on top of every frame
+    assert len(list(_by_id(root, "points").iter(f"{SVG}circle"))) == 3
+    assert list(root).index(_by_id(root, "points")) > list(root).index(_by_id(root, "frames"))
+    still = _svg_root(tmp_path / "still.svg")
+    assert any(t.endswith("step 100") for t in _texts(still))
+    assert len(list(_by_id(still, "points").iter(f"{SVG}circle"))) == 3
+
+
+def test_animation_shows_exactly_one_frame_at_a_time(tmp_path):
+    frames, xs, ys = _frames(n=4)
+    root = _svg_root(viz.animation(frames, xs, ys, np.zeros((0, 2)), np.zeros(0, int),
+                                   tmp_path / "a.svg", seconds_per_frame=0.5))
+    groups = list(_by_id(root, "frames"))
+    for t in np.arange(0.05, 3 * 4 * 0.5, 0.1):                    # three loops
+        shown = [k for k, g in enumerate(groups) if _smil_display(g, t) == "inline"]
+        assert shown == [int(t / 0.5) % 4], t
+    assert [_texts(g)[-1] for g in groups] == [f"frame {t} of 4" for t in (1, 2, 3, 4)]
+
+
+def test_animation_cells_reproduce_the_quantised_grid(tmp_path):
+    frames, xs, ys = _frames(n=2, ny=7, nx=9)
+    root = _svg_root(viz.animation(frames, xs, ys, np.zeros((0, 2)), np.zeros(0, int),
+                                   tmp_path / "a.svg"))
+    for g, s in zip(_by_id(root, "frames"), frames, strict=True):
+        cells = g.find(f"{SVG}g")
+        assert cells.get("transform") == (f"translate({viz.LEFT} {viz.TOP}) "
+                                          f"scale({viz.SIZE / 9:.6g} {viz.SIZE / 7:.6g})")
+        drawn = np.full((7, 9), "#ffffff", object)                # white: the background
+        assert cells.get("stroke-width") == "1"                   # a line one cell thick
+        for p in cells.iter(f"{SVG}path"):
+            assert re.fullmatch(r"(M\d+ \d+\.5h\d+)+", p.get("d"))
+            for i, row, w in re.findall(r"M(\d+) (\d+)\.5h(\d+)", p.get("d")):
+                drawn[6 - int(row), int(i):int(i) + int(w)] = p.get("stroke")  # row 0 on top
+        q = viz._level(s, viz.ANIMATION_LEVELS)
+        want = [[viz._level_colour(v, viz.ANIMATION_LEVELS) for v in r] for r in q]
+        assert drawn.tolist() == want
+
+
+def test_animation_refuses_bad_inputs(tmp_path):
+    frames, xs, ys = _frames()
+    points, labels = np.zeros((1, 2)), [0]
+    bad = [((frames[0], xs, ys), {}, "frames must be f"),
+           ((frames[:, :, :-1], xs, ys), {}, "each of frames must have shape"),
+           ((np.where(frames > 0.9, np.nan, frames), xs, ys), {}, "NaN"),
+           ((frames, xs, ys), {"steps": [1, 2]}, "steps"),
+           ((frames, xs, ys), {"seconds_per_frame": 0}, "seconds_per_frame"),
+           ((frames, xs, ys), {"title": 7}, "title")]
+    for args, kwargs, match in bad:
+        with pytest.raises(ValueError, match=match):
+            viz.animation(*args, points, labels, tmp_path / "a.svg",
+                          still_path=tmp_path / "s.svg", **kwargs)
+    with pytest.raises(ValueError, match="points_label"):
+        viz.animation(frames, xs, ys, points, [0, 1], tmp_path / "a.svg")
+    assert not list(tmp_path.iterdir())
+
+
+# --- confusion matrix ----------------------------------------------------------------------
+
+NAMES = ["T-shirt/top", "Trouser", "Bag & co"]
+
+
+def test_confusion_matrix_writes_every_count_and_name(tmp_path):
+    cm = np.array([[50, 3, 7], [0, 6, 0], [12, 1, 40]])
+    root = _svg_root(viz.confusion_matrix(cm, NAMES, tmp_path / "cm.svg"))
+    cells = _by_id(root, "cells")
+    assert _texts(cells) == [str(v) for v in cm.ravel()]            # row by row: true class
+    labels = _texts(_by_id(root, "labels"))
+    assert all(labels.count(name) == 2 for name in NAMES)           # a row and a column each
+    assert {"true", "predicted"} <= set(labels)
+    assert "confusion matrix: 96 of 119 right" in _texts(root)
+    # shade follows the share of the row (6 of 6 is darkest), counts on dark cells are white
+    rects = [r for r in cells.iter(f"{SVG}rect") if r.get("fill") != "none"]
+    share = cm / cm.sum(axis=1, keepdims=True)
+    assert [r.get("fill") for r in rects] == [viz._blend(viz.BLUE, v) for v in share.ravel()]
+    assert rects[4].get("fill") == viz.BLUE
+    inks = [t.get("fill") for t in cells.iter(f"{SVG}text")]
+    assert inks == ["white" if v > 0.5 else viz.INK for v in share.ravel()]
+    slants = [t.get("transform") for t in _by_id(root, "labels").iter(f"{SVG}text")
+              if t.text == "T-shirt/top"]
+    assert len(slants) == 2 and slants[0] is None and "rotate(-45" in slants[1]  # column slants
+
+
+def test_confusion_matrix_short_names_stand_upright_and_empty_rows_are_white(tmp_path):
+    root = _svg_root(viz.confusion_matrix([[0, 0], [2, 5]], ["a", "b"], tmp_path / "cm.svg"))
+    assert not [t for t in _by_id(root, "labels").iter(f"{SVG}text")
+                if "rotate" in (t.get("transform") or "") and t.text in ("a", "b")]
+    first = next(_by_id(root, "cells").iter(f"{SVG}rect"))
+    assert first.get("fill") == "#ffffff"                          # 0 of 0: no share at all
+
+
+@pytest.mark.parametrize("cm, names, match", [
+    (np.ones((2, 3), int), ["a", "b"], "cm must be a square"),
+    (np.ones((3,), int), ["a", "b", "c"], "cm must be a square"),
+    ([[1, -1], [0, 2]], ["a", "b"], "counts"),
+    ([[1.5, 0], [0, 2]], ["a", "b"], "counts"),
+    (np.eye(3, dtype=int), ["a", "b"], "class_names must be 3 strings"),
+    (np.eye(2, dtype=int), "ab", "class_names"),
+    (np.eye(2, dtype=int), ["a", 2], "class_names"),
+])
+def test_confusion_matrix_refuses_bad_inputs(tmp_path, cm, names, match):
+    with pytest.raises(ValueError, match=match):
+        viz.confusion_matrix(cm, names, tmp_path / "cm.svg")
+    assert not list(tmp_path.iterdir())
+
+
+# --- PNG and the image grid ----------------------------------------------------------------
+
+def _decode_png(data):
+    """A minimal PNG reader, written apart from the encoder: 8-bit grayscale, filter 0 only."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks, pos = [], 8
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
+        assert crc == zlib.crc32(kind + body), kind
+        chunks.append((kind, body))
+        pos += 12 + length
+    assert [k for k, _ in chunks][0] == b"IHDR" and chunks[-1] == (b"IEND", b"")
+    width, height, depth, colour, compression, filtering, interlace = \
+        struct.unpack(">IIBBBBB", chunks[0][1])
+    assert (depth, colour, compression, filtering, interlace) == (8, 0, 0, 0, 0)
+    raw = zlib.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT"))
+    rows = np.frombuffer(raw, np.uint8).reshape(height, width + 1)
+    assert not rows[:, 0].any()                                     # filter type 0 on every row
+    return rows[:, 1:]
+
+
+def test_png_bytes_round_trip():
+    rng = np.random.default_rng(0)
+    for shape in [(1, 1), (5, 7), (28, 28)]:
+        image = rng.integers(0, 256, shape, dtype=np.uint8)
+        data = viz.png_bytes(image)
+        np.testing.assert_array_equal(_decode_png(data), image)
+    assert viz.png_bytes(np.zeros((2, 2), np.uint8))[-8:] == b"IEND\xaeB`\x82"   # known CRC
+    for bad in (np.zeros((2, 2)), np.zeros((2, 2, 3), np.uint8), np.zeros((0, 4), np.uint8)):
+        with pytest.raises(ValueError, match="gray"):
+            viz.png_bytes(bad)
+
+
+def test_image_grid_embeds_each_image_with_its_caption(tmp_path):
+    rng = np.random.default_rng(1)
+    images = rng.uniform(0, 1, (5, 28, 28)).astype(np.float32)
+    true, pred = np.array([0, 1, 2, 0, 1]), np.array([0, 2, 2, 1, 1])
+    root = _svg_root(viz.image_grid(images, true, pred, NAMES, tmp_path / "g.svg", columns=2))
+    tiles = [g for g in root.iter(f"{SVG}g") if g.get("class") == "tile"]
+    assert len(tiles) == 5 == len(list(root.iter(f"{SVG}image")))
+    for tile, image, a, b in zip(tiles, images, true, pred, strict=True):
+        (img,) = tile.iter(f"{SVG}image")
+        assert "image-rendering: pixelated" in img.get("style")
+        prefix = "data:image/png;base64,"
+        assert img.get("href").startswith(prefix)
+        pixels = _decode_png(base64.b64decode(img.get("href")[len(prefix):]))
+        np.testing.assert_array_equal(pixels, np.rint(image * 255).astype(np.uint8))
+        texts = list(tile.iter(f"{SVG}text"))
+        assert [t.text for t in texts] == [f"true: {NAMES[a]}", f"pred: {NAMES[b]}"]
+        assert texts[1].get("fill") == (viz.INK if a == b else viz.RED)
+    rows = {float(next(t.iter(f"{SVG}image")).get("y")) for t in tiles}
+    assert len(rows) == 3                                           # 5 images, 2 to a row
+
+
+def test_image_grid_takes_uint8_and_flat_rows_and_one_hot_labels(tmp_path):
+    images = np.arange(3 * 784).reshape(3, 784) % 256
+    one_hot = np.eye(3)[[2, 1, 0]]
+    path = viz.image_grid(images.astype(np.uint8), one_hot, [2, 1, 1], NAMES, tmp_path / "g.svg")
+    root = _svg_root(path)
+    hrefs = [i.get("href").split(",", 1)[1] for i in root.iter(f"{SVG}image")]
+    np.testing.assert_array_equal(_decode_png(base64.b64decode(hrefs[0])),
+                                  images[0].reshape(28, 28))
+    assert "true: Bag & co" in _texts(root)
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"images": np.full((2, 28, 28), 2.0)}, "images must be floats in"),
+    ({"images": np.zeros((2, 30))}, "images must be f"),
+    ({"true_labels": [0, 1, 2]}, "true_labels"),
+    ({"pred_labels": [0, 3]}, "pred_labels"),
+    ({"class_names": ["a", None]}, "class_names"),
+    ({"columns": 0}, "columns"),
+])
+def test_image_grid_refuses_bad_inputs(tmp_path, change, match):
+    args = {"images": np.zeros((2, 28, 28)), "true_labels": [0, 1], "pred_labels": [1, 1],
+            "class_names": ["a", "b", "c"]} | change
+    columns = args.pop("columns", 8)
+    with pytest.raises(ValueError, match=match):
+        viz.image_grid(**args, path=tmp_path / "g.svg", columns=columns)
+    assert not list(tmp_path.iterdir())
