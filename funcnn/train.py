@@ -4,7 +4,8 @@ Contract: `fit` is mini-batch SGD. Inside a single `jit`, a `lax.scan` over epoc
 epoch, a fresh shuffle (its own key) and a `lax.scan` over the batches; no Python loop and no
 host round trip per batch. The network, epochs and batch size are static (a new value compiles
 once); keys, params, data and lr are arguments (a new value runs the same program). One line
-per epoch is printed from inside the compiled loop unless `verbose=False`.
+per epoch (or every `verbose` epochs, if an int) is printed from inside the compiled loop
+unless `verbose=False`.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ class TrainingDiverged(FloatingPointError):
 def fit(key: rng.Key, net: model.MLP, params: model.Params, train: Dataset,
         test: Dataset | None = None, *, epochs: int = 20, lr=None, batch_size: int = 16,
         optimizer=None, probe=None,
-        verbose: bool = True) -> tuple[model.Params, dict[str, jax.Array]]:
+        verbose: bool | int = True) -> tuple[model.Params, dict[str, jax.Array]]:
     """Train `params` with mini-batch SGD; return the new params and the per-epoch history.
 
     Plain SGD with `lr` (default 0.5) unless `optimizer` is given (`funcnn.optim.adam(1e-3)`,
@@ -55,14 +56,15 @@ def fit(key: rng.Key, net: model.MLP, params: model.Params, train: Dataset,
     new_params, history = _fit(key, params, train, test, lr, net=net, epochs=epochs,
                                batch_size=min(batch_size, train.x.shape[0]),
                                optimizer=optimizer, probe=probe,
-                               verbose=verbose and not traced, members=False)
+                               verbose=0 if traced else _every(verbose), members=False)
     _raise_if_diverged(new_params, history, lr)
     return new_params, history
 
 
 def fit_many(keys: jax.Array, net: model.MLP, params: model.Params, train: Dataset,
              test: Dataset | None = None, *, epochs: int = 20, lr=None, batch_size: int = 16,
-             optimizer=None, probe=None, verbose: bool = True) -> tuple[model.Params, dict[str, jax.Array]]:
+             optimizer=None, probe=None,
+             verbose: bool | int = True) -> tuple[model.Params, dict[str, jax.Array]]:
     """Train one network per key at once (an ensemble): `keys: key[m]`, params from
     `jax.vmap(lambda k: init(k, net))(init_keys)`. Histories come back `f32[m, epochs]`.
     Each epoch prints one line: the mean and range over the m networks."""
@@ -83,7 +85,8 @@ def fit_many(keys: jax.Array, net: model.MLP, params: model.Params, train: Datas
     _PROGRESS.start = time.perf_counter()
     new_params, history = _fit(keys, params, train, test, lr, net=net, epochs=epochs,
                                batch_size=min(batch_size, train.x.shape[0]),
-                               optimizer=optimizer, probe=probe, verbose=verbose, members=True)
+                               optimizer=optimizer, probe=probe, verbose=_every(verbose),
+                               members=True)
     _raise_if_diverged(new_params, history, lr)
     return new_params, history
 
@@ -139,8 +142,8 @@ def _fit(key, params, train, test, lr, *, net, epochs, batch_size, optimizer, pr
         carry, history = train_epoch(carry, jax.random.wrap_key_data(key_data, impl=impl))
         if verbose:                                             # one host call per epoch
             printed = {k: v for k, v in history.items() if k != "probe"}
-            jax.debug.callback(partial(_print_epoch, epochs, net.loss.name), i, printed,
-                               ordered=True)
+            jax.debug.callback(partial(_print_epoch, epochs, verbose, net.loss.name), i,
+                               printed, ordered=True)
         return carry, history
 
     epochs_in = (jnp.arange(1, epochs + 1), jax.random.key_data(keys))
@@ -197,8 +200,15 @@ class _Progress:
 _PROGRESS = _Progress()
 
 
-def _print_epoch(epochs, loss_name, i, history):
+def _every(verbose) -> int:
+    """verbose -> print every this many epochs (0: never). True is 1; an int N is every N."""
+    return int(verbose) if isinstance(verbose, bool) else integer("verbose", verbose, 0)
+
+
+def _print_epoch(epochs, every, loss_name, i, history):
     """Host side of the per-epoch callback: one line, test numbers first as in the original."""
+    if int(i) % every and int(i) != epochs:
+        return                                  # between two printed epochs: nothing to say
     parts = [f"epoch {int(i):>{len(str(epochs))}}/{epochs}"]
     order = ("test_accuracy", "test_loss", "train_loss", "train_accuracy")
     for name in (n for n in order if n in history):

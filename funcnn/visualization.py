@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from funcnn import data, model
-from funcnn.checks import InputError, InputTypeError
+from funcnn.checks import InputError
 
 BLUE, ORANGE, RED = "#1f77b4", "#ff7f0e", "#d62728"     # class 0, class 1; a wrong answer
 PALETTE = (BLUE, ORANGE, "#2ca02c", RED, "#9467bd",

@@ -49,7 +49,7 @@ def run(args) -> int:
     params, history = fn.train.fit(k_fit, net, fn.model.init(k_init, net), train, test,
                                    epochs=epochs, lr=lr, batch_size=batch_size or n,
                                    probe=partial(fn.model.forward, net, x=grid),
-                                   verbose=not args.quiet)
+                                   verbose=0 if args.quiet else max(1, epochs // 20))
     # every `snapshot_every` epochs, the grid's p(class 1): computed inside the compiled loop
     every = args.snapshot_every
     frames = np.asarray(history["probe"][every - 1::every, :, 0]).reshape(-1, 50, 50)
