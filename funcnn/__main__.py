@@ -66,24 +66,23 @@ def _common(p: argparse.ArgumentParser, out: str) -> None:
                    "~/.cache/funcnn (the cache makes the second run start faster)")
 
 
-def _positive_int(text: str) -> int:
+def _whole(text: str, lo: int, hi: int | None = None) -> int:
     try:
         v = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    if v < lo or (hi is not None and v > hi):
+        raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}" if hi is None else
+                                         f"must be between {lo} and {hi}, got {v}")
     return v
+
+
+def _positive_int(text: str) -> int:
+    return _whole(text, 1)
 
 
 def _seed(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 0 <= v < 2**63:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 2**63 - 1, got {v}")
-    return v
+    return _whole(text, 0, 2**63 - 1)
 
 
 def _positive_float(text: str) -> float:

@@ -162,22 +162,26 @@ def _split(key, ds, n_train):
     return Dataset(ds.x[train_rows], ds.y[train_rows]), Dataset(ds.x[test_rows], ds.y[test_rows])
 
 
-def batches(key: rng.Key, n: int, batch_size: int,
-            dtype=jnp.float32) -> tuple[jax.Array, jax.Array]:
+def batches(key: rng.Key, n: int, batch_size: int, dtype=jnp.float32,
+            width: int | None = None) -> tuple[jax.Array, jax.Array]:
     """One epoch's order: a random permutation of `range(n)` cut into batches.
 
-    Returns `rows: i32[steps, batch_size]` and `weights: f32[steps, batch_size]`, with
-    steps = ceil(n / batch_size). The last batch is padded with row 0 at weight 0, so every
-    row is used exactly once with weight 1 and no batch has a new shape (no recompile).
+    Returns `rows: i32[steps, width]` and `weights: f32[steps, width]`, with
+    steps = ceil(n / batch_size) and width = batch_size unless given larger (so that a batch
+    splits evenly over several devices). The last batch, and every batch past batch_size
+    rows, is padded with row 0 at weight 0: every row is used exactly once with weight 1,
+    and no batch has a new shape (no recompile).
     """
     n, batch_size = integer("n", n, 1), integer("batch_size", batch_size, 1)
+    width = batch_size if width is None else integer("width", width, batch_size)
     steps = -(-n // batch_size)                                  # ceil(n / batch_size)
     pad = steps * batch_size - n
     order = jax.random.permutation(rng.check_key(key), n)
     rows = jnp.concatenate([order, jnp.zeros(pad, order.dtype)]).reshape(steps, batch_size)
     weights = jnp.concatenate([jnp.ones(n, dtype), jnp.zeros(pad, dtype)])
     weights = weights.reshape(steps, batch_size)
-    return rows, weights
+    extra = ((0, 0), (0, width - batch_size))                    # columns of padding rows
+    return jnp.pad(rows, extra), jnp.pad(weights, extra)
 
 
 # --- real data: Fashion-MNIST and MNIST, from IDX files (funcnn.idx reads them) ------------

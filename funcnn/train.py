@@ -32,7 +32,7 @@ class TrainingDiverged(FloatingPointError):
 
 def fit(key: rng.Key, net: model.MLP, params: model.Params, train: Dataset,
         test: Dataset | None = None, *, epochs: int = 20, lr=None, batch_size: int = 16,
-        optimizer=None, probe=None,
+        optimizer=None, probe=None, mesh=None,
         verbose: bool | int = True) -> tuple[model.Params, dict[str, jax.Array]]:
     """Train `params` with mini-batch SGD; return the new params and the per-epoch history.
 
@@ -40,6 +40,9 @@ def fit(key: rng.Key, net: model.MLP, params: model.Params, train: Dataset,
     ...; it carries its own learning rate). `probe`, a function of the params (a module-level
     function: it is a static argument), is evaluated after every epoch inside the compiled
     loop; its results come back stacked in `history["probe"]` (snapshots of a boundary, say).
+    `mesh`, a 1-D `jax.sharding.Mesh`, trains data-parallel: each batch is split over the
+    mesh's devices along its rows (padded with weight-0 rows to a multiple of the device
+    count), the params are replicated, and XLA inserts the all-reduce of the gradients.
 
     history: `train_loss`, `train_accuracy` (means over the epoch's batches, before each
     step), and with `test`, `test_loss`, `test_accuracy` (after the epoch): each `f32[epochs]`.
@@ -51,11 +54,12 @@ def fit(key: rng.Key, net: model.MLP, params: model.Params, train: Dataset,
     key = rng.check_key(key)
     train, test, lr = _check_fit_args(net, params, train, test, epochs, lr, batch_size,
                                       optimizer, probe)
+    mesh = _check_mesh(mesh)
     traced = any(isinstance(v, jax.core.Tracer) for v in [key, *jax.tree.leaves(params)])
     _PROGRESS.start = time.perf_counter()
     new_params, history = _fit(key, params, train, test, lr, net=net, epochs=epochs,
                                batch_size=min(batch_size, train.x.shape[0]),
-                               optimizer=optimizer, probe=probe,
+                               optimizer=optimizer, probe=probe, mesh=mesh,
                                verbose=0 if traced else _every(verbose), members=False)
     _raise_if_diverged(new_params, history, lr)
     return new_params, history
@@ -85,8 +89,8 @@ def fit_many(keys: jax.Array, net: model.MLP, params: model.Params, train: Datas
     _PROGRESS.start = time.perf_counter()
     new_params, history = _fit(keys, params, train, test, lr, net=net, epochs=epochs,
                                batch_size=min(batch_size, train.x.shape[0]),
-                               optimizer=optimizer, probe=probe, verbose=_every(verbose),
-                               members=True)
+                               optimizer=optimizer, probe=probe, mesh=None,
+                               verbose=_every(verbose), members=True)
     _raise_if_diverged(new_params, history, lr)
     return new_params, history
 
@@ -96,23 +100,27 @@ def epoch_keys(key: rng.Key, epochs: int) -> jax.Array:
     return jax.random.split(key, epochs)
 
 
-@partial(jax.jit, static_argnames=("net", "epochs", "batch_size", "optimizer", "probe",
+@partial(jax.jit, static_argnames=("net", "epochs", "batch_size", "optimizer", "probe", "mesh",
                                    "verbose", "members"))
-def _fit(key, params, train, test, lr, *, net, epochs, batch_size, optimizer, probe, verbose,
-         members):
+def _fit(key, params, train, test, lr, *, net, epochs, batch_size, optimizer, probe, mesh,
+         verbose, members):
     n = train.x.shape[0]
+    devices = 1 if mesh is None else mesh.size
+    width = -(-batch_size // devices) * devices                 # rows per batch, padded
 
     def batch_step(carry, batch_rows):
         params, state = carry                                   # state: the optimizer's
-        rows, w = batch_rows                                    # i32[batch_size], f32[batch_size]
+        rows, w = batch_rows                                    # i32[width], f32[width]
         batch = Dataset(train.x[rows], train.y[rows])           # gather on device, no host trip
+        if mesh is not None:                                    # rows split over the devices
+            batch, w, params = _data_parallel(mesh, batch, w, params)
         loss, g, out = model.value_and_grads(net, params, batch, w)
         params, state = _update(params, state, g, lr, optimizer)
         real = w.sum()                                          # rows that are not padding
         return (params, state), (loss * real, metrics.accuracy(out, batch.y, w) * real)
 
     def train_epoch(carry, key):
-        rows, w = data.batches(key, n, batch_size, train.x.dtype)   # this epoch's shuffle
+        rows, w = data.batches(key, n, batch_size, train.x.dtype, width)   # this epoch's shuffle
         carry, (loss_sums, correct) = lax.scan(batch_step, carry, (rows, w))
         params = carry[0]
         history = {"train_loss": loss_sums.sum() / n, "train_accuracy": correct.sum() / n}
@@ -151,6 +159,27 @@ def _fit(key, params, train, test, lr, *, net, epochs, batch_size, optimizer, pr
     if members:                                                 # [epochs, m, ...] -> [m, epochs, ...]
         history = jax.tree.map(lambda v: jnp.swapaxes(v, 0, 1), history)
     return params, history
+
+
+def _data_parallel(mesh, batch, w, params):
+    """Ask XLA to split the batch's rows over the mesh and to keep the params whole on every
+    device; it then runs each device's share and all-reduces the gradient sums (JAX's SPMD)."""
+    rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(mesh.axis_names[0]))
+    whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    constrain = jax.lax.with_sharding_constraint
+    return constrain(batch, rows), constrain(w, rows), constrain(params, whole)
+
+
+def _check_mesh(mesh):
+    """A 1-D mesh, its axis made Auto (XLA places the work; jax.make_mesh gives Explicit)."""
+    if mesh is None:
+        return None
+    if not (isinstance(mesh, jax.sharding.Mesh) and len(mesh.axis_names) == 1):
+        raise InputTypeError("mesh must be a 1-D jax.sharding.Mesh, e.g. "
+                             "jax.make_mesh((jax.device_count(),), ('batch',)); got "
+                             f"{type(mesh).__name__}")
+    return jax.sharding.Mesh(mesh.devices, mesh.axis_names,
+                             axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def _update(params, state, g, lr, optimizer):

@@ -104,16 +104,17 @@ def class1_score(net: model.MLP, out: np.ndarray) -> np.ndarray:
 
     k = 1: the output itself (a sigmoid's p).  k >= 2: p_1 / sum_j p_j, which is p_1 for
     softmax outputs, a fair share for k sigmoids, and for k > 2 "class 1 against the rest".
-    Log-probabilities (output log_softmax) and logits (output identity, loss
-    softmax_cross_entropy) are turned into probabilities first.
+    Log-probabilities (output log_softmax) are exponentiated; any other output that is not
+    a probability (identity, tanh, relu) goes through a softmax, so that for k = 2 the
+    p = 0.5 line is exactly where the predicted class (the argmax) changes.
     """
     out = np.asarray(out, np.float64)
     if out.shape[1] == 1:
         return np.clip(out[:, 0], 0.0, 1.0)
     if net.output.name == "log_softmax":
         out = np.exp(out)                                        # log p -> p
-    elif net.output.name == "identity" and net.loss.name == "softmax_cross_entropy":
-        out = np.exp(out - out.max(axis=1, keepdims=True))       # logits -> p, up to a factor
+    elif net.output.name not in ("sigmoid", "softmax"):
+        out = np.exp(out - out.max(axis=1, keepdims=True))       # scores -> p, up to a factor
     total = out.sum(axis=1)
     share = out[:, 1] / np.where(total > 0, total, 1.0)          # p_1 / sum_j p_j
     return np.clip(np.where(total > 0, share, 0.5), 0.0, 1.0)    # no mass at all: undecided

@@ -1,0 +1,382 @@
+"""Checkpoints: parameters (any pytree of numeric arrays) saved to and loaded from one `.npz`.
+
+Contract: `save` writes an ordinary `.npz`: one `.npy` per leaf, keyed by its tree path
+(`jax.tree_util.keystr`: "[0]['w']"), plus a header `__funcnn__` (UTF-8 JSON as a uint8 array)
+holding the format version, the funcnn and JAX versions, the network description, the user's
+metadata, the tree's shape and every leaf's dtype and shape. The file is written to a temporary
+name beside the target, fsync'ed, then renamed over it, so a crash or a kill during a save
+leaves the previous file whole. `load` reads with `allow_pickle=False` and checks every CRC, so
+nothing in a file runs code or loads half-read; any fault in the file (not a zip, truncated,
+tampered, a leaf that differs from the header or from `like`) raises `CheckpointError`, an
+`InputError`, naming the file and the leaf. Bad arguments to `save` raise `InputError` /
+`InputTypeError` before anything is written.
+
+    fn.io.save("run/ckpt.npz", params, net, metadata={"epoch": 10})
+    params = fn.io.load("run/ckpt.npz", like=params)      # or without like: the tuple of dicts
+    net = fn.io.load_network("run/ckpt.npz")              # MLP(2 -> 8 -> 2, sigmoid, ...)
+    fn.io.info("run/ckpt.npz")["metadata"]                # {'epoch': 10}
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import secrets
+import struct
+import zipfile
+import zlib
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from funcnn import losses, math, model
+from funcnn.checks import InputError, InputTypeError
+
+FORMAT = 1                  # bump when a reader of the old format could misread the new one
+HEADER = "__funcnn__"       # the header's key in the .npz; never a tree path (those start "[")
+INITS = {scheme.__name__: scheme for scheme in (model.uniform, model.glorot, model.he, model.lecun)}
+
+# What a damaged zip can raise from inside zipfile, zlib or NumPy's .npy reader.
+_BROKEN = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, struct.error,
+           NotImplementedError, RuntimeError, OverflowError, IndexError, TypeError)
+
+
+class CheckpointError(InputError):
+    """A checkpoint file is missing, damaged or not the one expected; the message names it."""
+
+
+# --- save --------------------------------------------------------------------------------------
+
+def save(path, params, net: model.MLP | None = None, *, metadata: dict | None = None) -> Path:
+    """Write `params` (and `net`'s description, and `metadata`) to `path` atomically.
+
+    params: a pytree of numeric arrays (funcnn's tuple of {"w", "b"}, an ensemble's stacked
+    params, optimizer state); net: the `MLP` they belong to, rebuilt by `load_network`;
+    metadata: a dict of JSON values (numbers, strings, lists, dicts), returned by `info`.
+    The parent directories are created; `path` is used as given (no ".npz" is added).
+    Returns `path` as a Path.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"path {path} is a directory; give a file name, like {path / 'ckpt.npz'}")
+    arrays, leaves, tree = _flatten(params)
+    header = {"format": FORMAT, "funcnn": _funcnn_version(), "jax": jax.__version__,
+              "net": None if net is None else _describe(net), "metadata": _metadata(metadata),
+              "tree": tree, "leaves": leaves}
+    blob = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, lambda f: np.savez(f, **{HEADER: blob}, **arrays))
+    return path
+
+
+def _flatten(params):
+    """-> ({key: array as stored}, {key: {"dtype", "shape"}}, the tree as JSON or None)."""
+    flat, treedef = jax.tree_util.tree_flatten_with_path(params)
+    arrays, leaves = {}, {}
+    for p, leaf in flat:
+        key = jax.tree_util.keystr(p)
+        if key in arrays:
+            raise InputError(f"params has two leaves at the path {key}; a checkpoint needs "
+                             "distinct paths (dict keys should be strings)")
+        x = _numeric(key, leaf)
+        arrays[key] = x.view(_stored(x.dtype))               # bfloat16 & co. as raw uints
+        leaves[key] = {"dtype": x.dtype.name, "shape": list(x.shape)}
+    keyed = jax.tree_util.tree_unflatten(treedef, list(arrays))   # the tree, keys as leaves
+    return arrays, leaves, _encode(keyed)
+
+
+def _numeric(key: str, leaf) -> np.ndarray:
+    """The leaf as a NumPy array in native byte order, or InputTypeError naming it."""
+    dtype = getattr(leaf, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        raise InputTypeError(f"params{key} is a PRNG key array; save jax.random.key_data(k) "
+                             "and rebuild it with jax.random.wrap_key_data")
+    x = np.asarray(leaf)
+    if not (jnp.issubdtype(x.dtype, jnp.number) or x.dtype == np.bool_):
+        raise InputTypeError(f"params{key} is {type(leaf).__name__} {_short(leaf)} (dtype "
+                             f"{x.dtype}); a checkpoint holds numeric arrays only: put other "
+                             "values in metadata=")
+    return x.astype(x.dtype.newbyteorder("="), copy=False)
+
+
+def _stored(dtype: np.dtype) -> np.dtype:
+    """The dtype a leaf is stored as: itself, or an unsigned int of its width for the types
+    NumPy does not know by name (bfloat16, float8_*), restored from the header on load."""
+    return dtype if dtype.kind in "biufc" else np.dtype(f"u{dtype.itemsize}")
+
+
+def _encode(node):
+    """The tree as JSON, a key string at each leaf; None where a node is not a tuple, list,
+    dict with string keys or None (then `load` needs `like=` to rebuild it)."""
+    if isinstance(node, str):
+        return node
+    if node is None:
+        return None
+    kind, children = {tuple: ("tuple", node), list: ("list", node)}.get(type(node), (None, None))
+    if type(node) is dict and all(isinstance(k, str) for k in node):
+        kind, children = "dict", node.values()
+    if kind is None:
+        return None
+    encoded = [_encode(c) for c in children]
+    if any(e is None and c is not None for e, c in zip(encoded, children, strict=True)):
+        return None
+    return {kind: dict(zip(node, encoded, strict=True)) if kind == "dict" else encoded}
+
+
+def _describe(net) -> dict:
+    """An MLP by names: {"sizes", "hidden", "output", "loss", "init": {"scheme", **fields}}."""
+    if not isinstance(net, model.MLP):
+        raise InputTypeError(f"net must be a network description from funcnn.model.mlp(...), "
+                             f"got {type(net).__name__}")
+    for what, found, known in (("net.hidden", net.hidden, math.ACTIVATIONS),
+                               ("net.output", net.output, math.ACTIVATIONS),
+                               ("net.loss", net.loss, losses.LOSSES)):
+        if known.get(found.name) != found:
+            raise InputError(f"{what} is {found.name!r}, not one of funcnn's ({', '.join(known)}), "
+                             "so it cannot be saved by name; save the params without net= and "
+                             "describe the network in metadata=")
+    if INITS.get(type(net.init).__name__) is not type(net.init):
+        raise InputError(f"net.init is {net.init!r}, not one of funcnn's schemes "
+                         f"({', '.join(INITS)}); save without net= and describe it in metadata=")
+    return {"sizes": list(net.sizes), "hidden": net.hidden.name, "output": net.output.name,
+            "loss": net.loss.name,
+            "init": {"scheme": type(net.init).__name__, **dataclasses.asdict(net.init)}}
+
+
+def _metadata(metadata) -> dict:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict) or not all(isinstance(k, str) for k in metadata):
+        raise InputTypeError(f"metadata must be a dict with string keys, got {_short(metadata)}")
+    for k, v in metadata.items():
+        try:
+            json.dumps(v)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"metadata[{k!r}] cannot be stored as JSON ({e}); use numbers, "
+                             "strings, lists and dicts (float(x) for a NumPy or JAX scalar, "
+                             "x.tolist() for an array)") from None
+    return metadata
+
+
+def _funcnn_version() -> str:
+    import funcnn                               # here, not at the top: funcnn imports this module
+    return getattr(funcnn, "__version__", "unknown")
+
+
+def _write_atomic(path: Path, write) -> None:
+    """Call write(file) on a new file beside `path`, make it durable, rename it to `path`."""
+    fd, tmp = _create_beside(path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())                # the bytes on disk before the name points at them
+        os.replace(tmp, path)                   # atomic: readers see the old file or the new one
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)                     # the rename itself on disk
+
+
+def _create_beside(path: Path) -> tuple[int, Path]:
+    """A new file `.<name>.<random>.tmp` in path's directory, mode 0o666 less the umask."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                           0o666), tmp
+        except FileExistsError:
+            continue
+
+
+def _fsync_dir(d: Path) -> None:
+    """Make a rename durable (POSIX); a no-op where directories cannot be opened."""
+    if hasattr(os, "O_DIRECTORY"):
+        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+# --- load --------------------------------------------------------------------------------------
+
+def load(path, like=None):
+    """The params saved in `path`, as JAX arrays.
+
+    like: None, to rebuild the saved tree (tuples, lists, dicts with string keys); or a pytree
+    of arrays (or `jax.ShapeDtypeStruct`s) with the same paths, shapes and dtypes as the saved
+    one, whose structure the result takes. Any difference raises `CheckpointError` naming the
+    leaf and both shapes and dtypes.
+    """
+    path = Path(path)
+    with _open(path) as zf:
+        header = _read_header(path, zf)
+        if like is None:
+            if header["tree"] is None:
+                raise CheckpointError(f"{path}: the saved params are not made of tuples, lists "
+                                      "and dicts only, so they cannot be rebuilt alone; pass "
+                                      "like= a pytree of the same structure")
+            keys, treedef = jax.tree_util.tree_flatten(_decode(path, header["tree"]))
+        else:
+            keys, treedef = _match(path, header["leaves"], like)
+        arrays = [_read_leaf(path, zf, k, header["leaves"][k]) for k in keys]
+    return jax.tree_util.tree_unflatten(treedef, [_to_jax(path, k, x)
+                                                  for k, x in zip(keys, arrays, strict=True)])
+
+
+def load_network(path) -> model.MLP:
+    """The network description saved with the params (`save(path, params, net)`)."""
+    path = Path(path)
+    net = info(path)["net"]
+    if net is None:
+        raise CheckpointError(f"{path} holds no network description (it was saved without "
+                              "net=); build the MLP with funcnn.model.mlp(...)")
+    try:
+        scheme = dict(net["init"])
+        init = INITS[scheme.pop("scheme")](**scheme)
+        return model.mlp(net["sizes"], math.ACTIVATIONS[net["hidden"]],
+                         math.ACTIVATIONS[net["output"]], losses.LOSSES[net["loss"]], init)
+    except (KeyError, TypeError, InputError) as e:
+        raise CheckpointError(f"{path}: the network description {net} cannot be rebuilt "
+                              f"({type(e).__name__}: {e}); known activations: "
+                              f"{', '.join(math.ACTIVATIONS)}; losses: {', '.join(losses.LOSSES)}; "
+                              f"init schemes: {', '.join(INITS)}") from None
+
+
+def info(path) -> dict:
+    """The checkpoint's header: {"format", "funcnn", "jax", "net", "metadata", "tree",
+    "leaves": {path: {"dtype", "shape"}}}, checked against the file's entries."""
+    path = Path(path)
+    with _open(path) as zf:
+        return _read_header(path, zf)
+
+
+def _open(path: Path) -> zipfile.ZipFile:
+    if not path.is_file():
+        where = "is a directory" if path.is_dir() else "does not exist"
+        raise CheckpointError(f"checkpoint {path} {where}; give the file fn.io.save wrote")
+    try:
+        return zipfile.ZipFile(path)
+    except _BROKEN as e:
+        raise CheckpointError(f"{path}: not a readable .npz ({e}): the file is truncated, "
+                              "damaged or not a checkpoint") from None
+
+
+def _read_header(path: Path, zf: zipfile.ZipFile) -> dict:
+    names = set(zf.namelist())
+    if HEADER + ".npy" not in names:
+        raise CheckpointError(f"{path}: no {HEADER} entry, so it is not a funcnn checkpoint "
+                              "(or it is damaged); its entries: " + ", ".join(sorted(names)[:10]))
+    raw = _read_npy(path, zf, HEADER)
+    try:
+        if raw.dtype != np.uint8 or raw.ndim != 1:
+            raise ValueError(f"the header is {raw.dtype}{list(raw.shape)}, not uint8[n]")
+        header = json.loads(raw.tobytes().decode())
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
+        if not isinstance(header.get("format"), int):
+            raise ValueError("no format version")
+        leaves = header["leaves"]
+        if not isinstance(leaves, dict) or not all(
+                isinstance(v, dict) and isinstance(v.get("dtype"), str)
+                and isinstance(v.get("shape"), list) for v in leaves.values()):
+            raise ValueError("the header's leaf table is malformed")
+        lacking = [f for f in ("net", "metadata", "tree") if f not in header]
+        if lacking:
+            raise ValueError(f"the header lacks {lacking}")
+    except (ValueError, KeyError, TypeError) as e:   # JSON, UTF-8 and field errors
+        raise CheckpointError(f"{path}: damaged header ({type(e).__name__}: {e})") from None
+    if header["format"] > FORMAT:
+        raise CheckpointError(f"{path}: checkpoint format {header['format']}, but this funcnn "
+                              f"({_funcnn_version()}) reads format {FORMAT} and older; upgrade "
+                              "funcnn")
+    extra = names - {k + ".npy" for k in leaves} - {HEADER + ".npy"}
+    missing = [k for k in leaves if k + ".npy" not in names]
+    if extra or missing:
+        raise CheckpointError(f"{path}: its entries do not match its header: missing "
+                              f"{missing or 'none'}, unexpected {sorted(extra) or 'none'}; the "
+                              "file is damaged")
+    return header
+
+
+def _read_npy(path: Path, zf: zipfile.ZipFile, key: str) -> np.ndarray:
+    """One entry, its CRC checked (zf.read reads it whole), parsed without pickle."""
+    try:
+        data = zf.read(key + ".npy")
+        x = np.load(io.BytesIO(data), allow_pickle=False)
+        if not isinstance(x, np.ndarray):
+            raise ValueError("not a .npy array")
+        return x
+    except _BROKEN as e:
+        raise CheckpointError(f"{path}: entry {key} is damaged or not a plain array "
+                              f"({type(e).__name__}: {e}); the file is truncated or tampered "
+                              "with") from None
+
+
+def _read_leaf(path: Path, zf: zipfile.ZipFile, key: str, want: dict) -> np.ndarray:
+    x = _read_npy(path, zf, key)
+    try:
+        dtype = jnp.dtype(want["dtype"])
+    except TypeError:
+        raise CheckpointError(f"{path}: leaf {key} has unknown dtype {want['dtype']!r} in the "
+                              "header") from None
+    if x.dtype != _stored(dtype) or list(x.shape) != want["shape"]:
+        raise CheckpointError(f"{path}: leaf {key} is {x.dtype}{list(x.shape)} but the header "
+                              f"says {want['dtype']}{want['shape']}; the file is damaged")
+    return x.view(dtype)
+
+
+def _decode(path: Path, node):
+    """The skeleton tree from its JSON: the same containers, each leaf its key string."""
+    if isinstance(node, str) or node is None:
+        return node
+    if isinstance(node, dict) and len(node) == 1:
+        kind, children = next(iter(node.items()))
+        if kind in ("tuple", "list") and isinstance(children, list):
+            return (tuple if kind == "tuple" else list)(_decode(path, c) for c in children)
+        if kind == "dict" and isinstance(children, dict):
+            return {k: _decode(path, c) for k, c in children.items()}
+    raise CheckpointError(f"{path}: damaged tree in the header at {str(node)[:80]}")
+
+
+def _match(path: Path, leaves: dict, like):
+    """Like's keys in order and its treedef, after checking them against the file's leaves."""
+    flat, treedef = jax.tree_util.tree_flatten_with_path(like)
+    want = {jax.tree_util.keystr(p): leaf for p, leaf in flat}
+    missing = [k for k in want if k not in leaves]
+    extra = [k for k in leaves if k not in want]
+    if missing or extra:
+        raise CheckpointError(f"{path}: its leaves do not match like's: like has "
+                              f"{missing or 'no'} leaves the file lacks; the file has "
+                              f"{extra or 'no'} leaves like lacks. The file holds "
+                              f"{_table(leaves)}")
+    for k, leaf in want.items():
+        shape = tuple(np.shape(leaf) if not hasattr(leaf, "shape") else leaf.shape)
+        dtype = np.dtype(leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype)
+        found = leaves[k]
+        if (found["dtype"], tuple(found["shape"])) != (dtype.name, shape):
+            raise CheckpointError(f"{path}: leaf {k} is {found['dtype']}{found['shape']} in the "
+                                  f"file but {dtype.name}{list(shape)} in like; were these params "
+                                  "saved for another network or dtype?")
+    return list(want), treedef
+
+
+def _to_jax(path: Path, key: str, x: np.ndarray) -> jax.Array:
+    if jax.dtypes.canonicalize_dtype(x.dtype) != x.dtype:       # float64 with x64 off
+        raise CheckpointError(f"{path}: leaf {key} is {x.dtype}, which JAX would cut to "
+                              f"{jax.dtypes.canonicalize_dtype(x.dtype)}; turn on "
+                              "jax.config.update('jax_enable_x64', True) before loading")
+    return jnp.asarray(x)
+
+
+def _table(leaves: dict) -> str:
+    return ", ".join(f"{k} {v['dtype']}{v['shape']}" for k, v in leaves.items())
+
+
+def _short(v) -> str:
+    r = repr(v)
+    return r if len(r) <= 60 else r[:57] + "..."

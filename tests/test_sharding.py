@@ -1,0 +1,50 @@
+"""Data parallel over a 1-D device mesh: the same losses as on one device. JAX fixes the
+device count at start-up, so the run happens in a child process with 4 virtual CPUs."""
+import os
+import subprocess
+import sys
+import textwrap
+
+CHILD = textwrap.dedent("""
+    import jax, numpy as np, funcnn as fn
+    assert jax.device_count() == 4, jax.devices()
+    ds = fn.data.gaussian_clusters(jax.random.key(0), 25)        # 50 rows: not a multiple of 4
+    net = fn.model.mlp([2, 8, 2], hidden=fn.math.sigmoid, output=fn.math.sigmoid,
+                       loss=fn.losses.mse)
+    params = fn.model.init(jax.random.key(1), net)
+    mesh = jax.make_mesh((4,), ("batch",))
+    one, h1 = fn.train.fit(jax.random.key(2), net, params, ds, ds, epochs=5, batch_size=7,
+                           verbose=False)
+    four, h4 = fn.train.fit(jax.random.key(2), net, params, ds, ds, epochs=5, batch_size=7,
+                            mesh=mesh, verbose=False)
+    for name in h1:
+        np.testing.assert_allclose(h4[name], h1[name], rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(four), jax.tree.leaves(one)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    hlo = fn.train._fit.lower(jax.random.key(3), params, ds, ds, np.float32(0.5), net=net,
+                              epochs=2, batch_size=7, optimizer=None, probe=None,
+                              mesh=fn.train._check_mesh(mesh), verbose=0,
+                              members=False).compile().as_text()
+    assert "all-reduce" in hlo                                  # XLA's SPMD did the reduce
+    print("sharded ok", float(h4["train_loss"][-1]))
+""")
+
+
+def test_four_devices_give_the_losses_of_one():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAX_PLATFORMS="cpu")
+    r = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "sharded ok" in r.stdout
+
+
+def test_a_mesh_must_be_a_mesh():
+    import jax
+    import pytest
+    import funcnn as fn
+    net = fn.model.mlp([2, 2], hidden=fn.math.relu, output=fn.math.sigmoid, loss=fn.losses.mse)
+    ds = fn.data.gaussian_clusters(jax.random.key(0), 4)
+    with pytest.raises(TypeError, match="1-D jax.sharding.Mesh"):
+        fn.train.fit(jax.random.key(1), net, fn.model.init(jax.random.key(2), net), ds,
+                     mesh=jax.devices())
