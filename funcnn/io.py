@@ -63,8 +63,11 @@ def save(path, params, net: model.MLP | None = None, *, metadata: dict | None = 
     if path.is_dir():
         raise InputError(f"path {path} is a directory; give a file name, like {path / 'ckpt.npz'}")
     arrays, leaves, tree = _flatten(params)
+    described = None if net is None else _describe(net)
+    if described is not None:
+        _check_fits(net, leaves)
     header = {"format": FORMAT, "funcnn": _funcnn_version(), "jax": jax.__version__,
-              "net": None if net is None else _describe(net), "metadata": _metadata(metadata),
+              "net": described, "metadata": _metadata(metadata),
               "tree": tree, "leaves": leaves}
     blob = np.frombuffer(json.dumps(header).encode(), np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,21 +112,26 @@ def _stored(dtype: np.dtype) -> np.dtype:
 
 
 def _encode(node):
-    """The tree as JSON, a key string at each leaf; None where a node is not a tuple, list,
-    dict with string keys or None (then `load` needs `like=` to rebuild it)."""
-    if isinstance(node, str):
+    """The tree as JSON: {"tuple": [...]}, {"list": [...]}, {"dict": {...}}, null, and at each
+    leaf its key string; None if a node is anything else (then `load` needs `like=`)."""
+    return _json_tree(node) if _plain(node) else None
+
+
+def _plain(node) -> bool:
+    """Made of tuples, lists, dicts with string keys and None only, with strings at the leaves?"""
+    if isinstance(node, str) or node is None:
+        return True
+    if type(node) in (tuple, list):
+        return all(_plain(c) for c in node)
+    return type(node) is dict and all(isinstance(k, str) and _plain(c) for k, c in node.items())
+
+
+def _json_tree(node):
+    if isinstance(node, str) or node is None:
         return node
-    if node is None:
-        return None
-    kind, children = {tuple: ("tuple", node), list: ("list", node)}.get(type(node), (None, None))
-    if type(node) is dict and all(isinstance(k, str) for k in node):
-        kind, children = "dict", node.values()
-    if kind is None:
-        return None
-    encoded = [_encode(c) for c in children]
-    if any(e is None and c is not None for e, c in zip(encoded, children, strict=True)):
-        return None
-    return {kind: dict(zip(node, encoded, strict=True)) if kind == "dict" else encoded}
+    if type(node) is dict:
+        return {"dict": {k: _json_tree(c) for k, c in node.items()}}
+    return {type(node).__name__: [_json_tree(c) for c in node]}
 
 
 def _describe(net) -> dict:
@@ -144,6 +152,24 @@ def _describe(net) -> dict:
     return {"sizes": list(net.sizes), "hidden": net.hidden.name, "output": net.output.name,
             "loss": net.loss.name,
             "init": {"scheme": type(net.init).__name__, **dataclasses.asdict(net.init)}}
+
+
+def _check_fits(net: model.MLP, leaves: dict) -> None:
+    """The params must be net's layers: w [..., d_in, d_out], b [..., d_out] (an ensemble's
+    leading axes allowed), so a checkpoint never pairs params with the wrong description."""
+    want = {}
+    for i, (d_in, d_out) in enumerate(zip(net.sizes[:-1], net.sizes[1:])):
+        want[f"[{i}]['w']"], want[f"[{i}]['b']"] = [d_in, d_out], [d_out]
+    found = {k: v["shape"] for k, v in leaves.items()}
+    if set(found) != set(want) or any(found[k][len(found[k]) - len(s):] != s
+                                      for k, s in want.items()):
+        raise InputError(f"params do not fit net {net}: it needs {_shapes(want)} (after any "
+                         f"ensemble axes), got {_shapes(found)}; pass the params made by "
+                         "funcnn.model.init(key, net)")
+
+
+def _shapes(shapes: dict) -> str:
+    return ", ".join(f"{k}{v}" for k, v in shapes.items())
 
 
 def _metadata(metadata) -> dict:
@@ -221,6 +247,9 @@ def load(path, like=None):
                                       "and dicts only, so they cannot be rebuilt alone; pass "
                                       "like= a pytree of the same structure")
             keys, treedef = jax.tree_util.tree_flatten(_decode(path, header["tree"]))
+            if sorted(keys) != sorted(header["leaves"]):
+                raise CheckpointError(f"{path}: the header's tree and leaf table disagree; "
+                                      "the file is damaged")
         else:
             keys, treedef = _match(path, header["leaves"], like)
         arrays = [_read_leaf(path, zf, k, header["leaves"][k]) for k in keys]
@@ -240,7 +269,7 @@ def load_network(path) -> model.MLP:
         init = INITS[scheme.pop("scheme")](**scheme)
         return model.mlp(net["sizes"], math.ACTIVATIONS[net["hidden"]],
                          math.ACTIVATIONS[net["output"]], losses.LOSSES[net["loss"]], init)
-    except (KeyError, TypeError, InputError) as e:
+    except (KeyError, TypeError, ValueError) as e:      # ValueError: InputError too
         raise CheckpointError(f"{path}: the network description {net} cannot be rebuilt "
                               f"({type(e).__name__}: {e}); known activations: "
                               f"{', '.join(math.ACTIVATIONS)}; losses: {', '.join(losses.LOSSES)}; "
@@ -354,14 +383,17 @@ def _match(path: Path, leaves: dict, like):
                               f"{missing or 'no'} leaves the file lacks; the file has "
                               f"{extra or 'no'} leaves like lacks. The file holds "
                               f"{_table(leaves)}")
+    wrong = []
     for k, leaf in want.items():
         shape = tuple(np.shape(leaf) if not hasattr(leaf, "shape") else leaf.shape)
         dtype = np.dtype(leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype)
         found = leaves[k]
         if (found["dtype"], tuple(found["shape"])) != (dtype.name, shape):
-            raise CheckpointError(f"{path}: leaf {k} is {found['dtype']}{found['shape']} in the "
-                                  f"file but {dtype.name}{list(shape)} in like; were these params "
-                                  "saved for another network or dtype?")
+            wrong.append(f"{k} is {found['dtype']}{found['shape']} in the file but "
+                         f"{dtype.name}{list(shape)} in like")
+    if wrong:
+        raise CheckpointError(f"{path}: leaf " + "; leaf ".join(wrong) + ". Were these params "
+                              "saved for another network or dtype?")
     return list(want), treedef
 
 

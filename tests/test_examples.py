@@ -43,6 +43,17 @@ def test_fashion_mnist_sound_recipe_on_a_subset(tmp_path, capsys):
 
 
 @FASHION
+def test_fashion_mnist_save_then_load_gives_the_same_accuracy(tmp_path, capsys):
+    ckpt = tmp_path / "ckpt" / "fm.npz"
+    common = ["fashion-mnist-numpy", "--no-cache", "--quiet", "--out", str(tmp_path / "a.svg")]
+    assert main([*common, "--recipe", "sound", "--subset", "2000", "--epochs", "1",
+                 "--save", str(ckpt)]) == 0
+    trained = _last_number(capsys.readouterr().out, "test accuracy")
+    assert main([*common, "--load", str(ckpt)]) == 0
+    assert _last_number(capsys.readouterr().out, "test accuracy") == trained
+
+
+@FASHION
 def test_sequential_reports_accuracy_after_a_budget_and_after_steps(tmp_path, capsys):
     assert main(["sequential", "--seconds", "1", "--steps", "500", "--no-cache", "--quiet",
                  "--out", str(tmp_path / "seq.svg")]) == 0

@@ -29,6 +29,10 @@ def add_arguments(p, positive_int, positive_float):
                    "(default: $FUNCNN_DATA, /usr/share/datasets/fashion-mnist, the cache)")
     p.add_argument("--download", action="store_true",
                    help="fetch the files into ~/.cache/funcnn if they are not found")
+    p.add_argument("--save", default=None, help="save the trained network and params here "
+                   "(an .npz checkpoint, written atomically)")
+    p.add_argument("--load", default=None, help="evaluate a saved checkpoint on the test set "
+                   "instead of training")
     return "images/fashion_mnist.svg"
 
 
@@ -40,6 +44,10 @@ def run(args) -> int:
     val = fn.data.Dataset(full.x[50_000:], full.y[50_000:])
     if args.subset:
         train = fn.data.Dataset(train.x[:args.subset], train.y[:args.subset])
+    if args.load:                                               # evaluate a checkpoint
+        net, params = fn.io.load_network(args.load), fn.io.load(args.load)
+        print(f"{net} loaded from {args.load}")
+        return _evaluate(net, params, test, args.out, f"{net}, loaded")
     k_init, k_fit = jax.random.split(fn.rng.key(args.seed))
     net = fn.model.mlp([784, 128, 10], hidden=fn.math.relu, output=fn.math.identity,
                        loss=fn.losses.softmax_cross_entropy, init=fn.model.lecun())
@@ -49,6 +57,19 @@ def run(args) -> int:
     params, history = fn.train.fit(k_fit, net, fn.model.init(k_init, net), train, val,
                                    epochs=epochs, batch_size=batch_size or n,
                                    optimizer=optimizer, verbose=not args.quiet)
+    curves = fn.visualization.curves(
+        {"train_loss": history["train_loss"], "val_loss": history["test_loss"],
+         "train_accuracy": history["train_accuracy"], "val_accuracy": history["test_accuracy"]},
+        args.out.replace(".svg", "_curves.svg"), title=f"{net}, recipe {args.recipe}")
+    print(f"loss and accuracy curves written to {curves}")
+    if args.save:
+        saved = fn.io.save(args.save, params, net, metadata={"recipe": args.recipe,
+                                                             "epochs": epochs})
+        print(f"checkpoint written to {saved}")
+    return _evaluate(net, params, test, args.out, f"{net}, recipe {args.recipe}")
+
+
+def _evaluate(net, params, test, out, title) -> int:
     # the test set, seen once at the end
     logits = fn.model.forward(net, params, test.x)
     accuracy = float(fn.metrics.accuracy(logits, test.y))
@@ -57,16 +78,13 @@ def run(args) -> int:
     true = np.asarray(fn.metrics.predict_class(test.y))
     wrong = np.flatnonzero(predicted != true)[:32]
     names = fn.idx.FASHION_CLASSES
-    base = args.out.replace(".svg", "")
-    curves = fn.visualization.curves(
-        {"train_loss": history["train_loss"], "val_loss": history["test_loss"],
-         "train_accuracy": history["train_accuracy"], "val_accuracy": history["test_accuracy"]},
-        f"{base}_curves.svg", title=f"{net}, recipe {args.recipe}")
+    base = out.replace(".svg", "")
     confusion = fn.visualization.confusion_matrix(cm, names, f"{base}_confusion.svg",
                                                   title=f"test accuracy {accuracy:.4f}")
     grid = fn.visualization.image_grid(np.asarray(test.x[wrong]).reshape(-1, 28, 28),
                                        true[wrong], predicted[wrong], names,
-                                       f"{base}_mistakes.svg", title="misclassified test images")
+                                       f"{base}_mistakes.svg",
+                                       title=f"misclassified test images ({title})")
     print(f"test accuracy {accuracy:.4f} (10,000 test images)")
-    print(f"pictures written: {curves}, {confusion}, {grid}")
+    print(f"pictures written: {confusion}, {grid}")
     return 0
