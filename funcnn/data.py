@@ -253,7 +253,10 @@ def _first_bad_rows(x: np.ndarray, y: np.ndarray) -> tuple[int, int]:
         return int(np.argmax(bad)) if bad.any() else -1
     zero_one = ((y == 0) | (y == 1)).all(axis=1)
     one_per_row = (y.sum(axis=1) == 1) if y.shape[1] > 1 else True
-    return first(~np.isfinite(x).all(axis=1)), first(~(zero_one & one_per_row))
+    # a NaN or Inf anywhere makes the sum NaN or Inf: one cheap pass when all is well
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = np.isfinite(x.sum()) or np.isfinite(x).all()    # (the sum may overflow alone)
+    return -1 if finite else first(~np.isfinite(x).all(axis=1)), first(~(zero_one & one_per_row))
 
 
 def _shape(v) -> str:
