@@ -107,11 +107,12 @@ def _fit(key, params, train, test, lr, *, net, epochs, batch_size, optimizer, pr
     n = train.x.shape[0]
     devices = 1 if mesh is None else mesh.size
     width = -(-batch_size // devices) * devices                 # rows per batch, padded
+    full = width == n                                           # full-batch descent
 
     def batch_step(carry, batch_rows):
         params, state = carry                                   # state: the optimizer's
         rows, w = batch_rows                                    # i32[width], f32[width]
-        batch = Dataset(train.x[rows], train.y[rows])           # gather on device, no host trip
+        batch = train if full else Dataset(train.x[rows], train.y[rows])   # gather on device
         if mesh is not None:                                    # rows split over the devices
             batch, w, params = _data_parallel(mesh, batch, w, params)
         loss, g, out = model.value_and_grads(net, params, batch, w)
@@ -120,7 +121,10 @@ def _fit(key, params, train, test, lr, *, net, epochs, batch_size, optimizer, pr
         return (params, state), (loss * real, metrics.accuracy(out, batch.y, w) * real)
 
     def train_epoch(carry, key):
-        rows, w = data.batches(key, n, batch_size, train.x.dtype, width)   # this epoch's shuffle
+        if full:                                                # one batch of every row:
+            rows, w = jnp.arange(n)[None, :], jnp.ones((1, n), train.x.dtype)   # no shuffle
+        else:
+            rows, w = data.batches(key, n, batch_size, train.x.dtype, width)   # a new shuffle
         carry, (loss_sums, correct) = lax.scan(batch_step, carry, (rows, w))
         params = carry[0]
         history = {"train_loss": loss_sums.sum() / n, "train_accuracy": correct.sum() / n}
