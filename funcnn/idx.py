@@ -272,7 +272,7 @@ def _fetch(url: str, final: Path, sha256: str, timeout: float) -> None:
                            f"nothing was saved as {final}. {e}") from None
         os.replace(tmp, final)                           # atomic: the old file or the new one
         tmp = None
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         print(f"  {final.name}: {_mb(got)} in {time.perf_counter() - t0:.1f} s, SHA-256 ok",
               flush=True)
     except (urllib.error.URLError, HTTPException, TimeoutError, ConnectionError) as e:
@@ -283,7 +283,7 @@ def _fetch(url: str, final: Path, sha256: str, timeout: float) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def _fsync_dir(d: Path) -> None:
+def fsync_dir(d: Path) -> None:
     """Make a rename durable (POSIX); a no-op where directories cannot be opened."""
     if hasattr(os, "O_DIRECTORY"):
         fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)

@@ -34,6 +34,7 @@ import numpy as np
 
 from funcnn import losses, math, model
 from funcnn.checks import InputError, InputTypeError
+from funcnn.idx import fsync_dir
 
 FORMAT = 1                  # bump when a reader of the old format could misread the new one
 HEADER = "__funcnn__"       # the header's key in the .npz; never a tree path (those start "[")
@@ -204,7 +205,7 @@ def _write_atomic(path: Path, write) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)                     # the rename itself on disk
+    fsync_dir(path.parent)                     # the rename itself on disk
 
 
 def _create_beside(path: Path) -> tuple[int, Path]:
@@ -216,16 +217,6 @@ def _create_beside(path: Path) -> tuple[int, Path]:
                            0o666), tmp
         except FileExistsError:
             continue
-
-
-def _fsync_dir(d: Path) -> None:
-    """Make a rename durable (POSIX); a no-op where directories cannot be opened."""
-    if hasattr(os, "O_DIRECTORY"):
-        fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 # --- load --------------------------------------------------------------------------------------
