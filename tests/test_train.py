@@ -1,6 +1,4 @@
 """Training: results, purity, one compile, masking of the last batch, divergence, vmap."""
-import io
-import contextlib
 
 import jax
 import jax.numpy as jnp
