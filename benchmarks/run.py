@@ -92,6 +92,16 @@ def interleave(runners: dict, repeats: int) -> dict[str, list[float]]:
     return times
 
 
+def timed(call):
+    """`call` as a runner for `interleave`: each run waits for the result, keeps it on
+    `run.last` (for the accuracy check) and returns the seconds it took."""
+    def run():
+        start = time.perf_counter()
+        run.last = jax.block_until_ready(call())
+        return time.perf_counter() - start
+    return run
+
+
 def pair_ratio(slow: list[float], fast: list[float]) -> float:
     """Median of the per-repeat ratios slow / fast (each pair ran back to back)."""
     return med([s / f for s, f in zip(slow, fast, strict=True)])
@@ -449,21 +459,12 @@ class Bench:
 
     def fit_runner(self, key, net, params, train, test=None, **kw):
         """One `fit` call, waited for."""
-        def run():
-            start = time.perf_counter()
-            run.last = jax.block_until_ready(
-                fn.train.fit(key, net, params, train, test, verbose=False, **kw))
-            return time.perf_counter() - start
-        return run
+        return timed(lambda: fn.train.fit(key, net, params, train, test, verbose=False, **kw))
 
     def fit_many_runner(self, keys, net, params, train, test, **kw):
         """One `fit_many` call, waited for."""
-        def run():
-            start = time.perf_counter()
-            run.last = jax.block_until_ready(
-                fn.train.fit_many(keys, net, params, train, test, verbose=False, **kw))
-            return time.perf_counter() - start
-        return run
+        return timed(lambda: fn.train.fit_many(keys, net, params, train, test, verbose=False,
+                                               **kw))
 
     def jit_fit_runner(self, key, net, params, train, lr, batch_size):
         """One epoch of `fit` called inside the caller's `jax.jit`: the same compiled loop,
@@ -472,21 +473,12 @@ class Bench:
             key, net, params, fn.data.Dataset(x, y), epochs=1, lr=lr, batch_size=batch_size,
             verbose=False))
 
-        def run():
-            start = time.perf_counter()
-            run.last = jax.block_until_ready(fit(key, params, train.x, train.y))
-            return time.perf_counter() - start
-        return run
+        return timed(lambda: fit(key, params, train.x, train.y))
 
     def autodiff_runner(self, key, net, params, train, lr, batch_size):
         """One call of the autodiff reference, one epoch."""
-        def run():
-            start = time.perf_counter()
-            run.last = jax.block_until_ready(autodiff_fit(key, params, train, np.float32(lr),
-                                                          net=net, epochs=1,
-                                                          batch_size=batch_size))
-            return time.perf_counter() - start
-        return run
+        return timed(lambda: autodiff_fit(key, params, train, np.float32(lr), net=net, epochs=1,
+                                          batch_size=batch_size))
 
     def torch_runner(self, params, n, batch_size, threads, lr=0.1):
         """One epoch of PyTorch eager on the first n rows, from funcnn's params."""
