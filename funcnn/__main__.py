@@ -14,9 +14,6 @@ import argparse
 import os
 import sys
 
-COMMANDS = ("clusters", "circles", "fashion-mnist-numpy", "sequential")
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, commands = _parser()
@@ -24,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
         print(parser.format_help())
         print(commands["clusters"].format_help())
         return 0
-    if not argv or (argv[0] not in COMMANDS and argv[0].startswith("-")):
+    if not argv or (argv[0] not in commands and argv[0].startswith("-")):
         argv = ["clusters", *argv]                 # no command: the Clojure run
     args = parser.parse_args(argv)
     if not args.no_cache:
