@@ -76,6 +76,9 @@ PLANS = {
 }
 
 
+SECTIONS = ("epoch_speed", "roofline", "growth", "dataset_size", "cli", "ensembles",
+            "seed_full_batch")   # Bench's methods, in the order run_all calls them
+
 # --- timing helpers ----------------------------------------------------------------------------
 
 def med(v):
@@ -365,12 +368,14 @@ def main() -> int:
                         help="smoke run: small data, one repeat; checks learning, not timings")
     parser.add_argument("--out", default=None, help="where to write the Markdown results "
                         "(default: benchmarks/RESULTS.md for a full run, nowhere for --quick)")
+    parser.add_argument("--only", action="append", choices=SECTIONS, metavar="SECTION",
+                        help="run only this section (repeatable): " + ", ".join(SECTIONS))
     parser.add_argument("--numpy-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.numpy_worker:
         return numpy_worker()
-    out = args.out or (None if args.quick else RESULTS)
-    bench = Bench(PLANS["quick" if args.quick else "full"], quick=args.quick)
+    out = args.out or (None if args.quick or args.only else RESULTS)
+    bench = Bench(PLANS["quick" if args.quick else "full"], quick=args.quick, only=args.only)
     try:
         bench.run_all()
     finally:
@@ -388,8 +393,8 @@ def main() -> int:
 class Bench:
     """Runs the sections in order; keeps their tables, the learning checks and the headlines."""
 
-    def __init__(self, plan, quick):
-        self.plan, self.quick = plan, quick
+    def __init__(self, plan, quick, only=None):
+        self.plan, self.quick, self.only = plan, quick, only
         self.sections = []           # (title, intro, headers, rows, notes)
         self.checks = []             # (name, ok, detail): does every implementation learn?
         self.headlines = []          # (what, value, target, met or None)
@@ -436,6 +441,8 @@ class Bench:
         for step in (self.epoch_speed, self.roofline, self.growth, self.dataset_size, self.cli,
                      self.ensembles, self.seed_full_batch):
             if self.fashion is None and step not in (self.cli, self.ensembles):
+                continue
+            if self.only and step.__name__ not in self.only:
                 continue
             print(f"\n[{time.perf_counter() - self.started:6.1f} s] {step.__name__}", flush=True)
             step()
