@@ -127,3 +127,75 @@ def test_numpy_scalars_are_accepted_and_nonsense_refused():
 def test_uniform_stays_below_hi_in_float32():
     u = fn.rng.uniform(jax.random.key(18), (200_000,), 1.0, 1.5)
     assert float(u.min()) >= 1.0 and float(u.max()) < 1.5
+
+
+# --- the per-epoch shuffle ----------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [1, 2, 7, 640, 1024, 1025, 5000])
+def test_shuffle_is_a_permutation_and_keyed(n):
+    order = np.asarray(fn.data.shuffle(jax.random.key(n), n))
+    assert order.dtype == np.int32 and order.shape == (n,)
+    np.testing.assert_array_equal(np.sort(order), np.arange(n))        # every row once
+    np.testing.assert_array_equal(fn.data.shuffle(jax.random.key(n), n), order)   # same key
+    if n > 2:
+        assert not np.array_equal(fn.data.shuffle(jax.random.key(n + 1), n), order)  # other
+        assert not np.array_equal(order, np.arange(n))                 # it does move rows
+
+
+def _quarter_counts(orders):
+    """counts[r, q]: how often row r (of rows 0-3) lands in quarter q of the order, over the
+    orders `i32[shuffles, n]`."""
+    n = orders.shape[1]
+    quarter = np.argsort(orders, axis=1)[:, :4] * 4 // n          # where rows 0..3 went
+    return np.stack([np.bincount(quarter[:, r], minlength=4) for r in range(4)])
+
+
+def _chi2(counts):
+    expected = counts.sum() / counts.size
+    return float(((counts - expected) ** 2 / expected).sum())
+
+
+CHI2_BOUND = 37.7   # chi-square, 12 degrees of freedom: exceeded with probability 1e-4
+
+
+@pytest.mark.parametrize("n", [4, 1500])          # the packed sort (n <= 1024), the pair sort
+def test_shuffle_is_uniform(n):
+    """Over 4,000 keyed shuffles, each of rows 0-3 lands in each quarter of the order about
+    equally often (a chi-square test; the keys are fixed, so every run gives one answer)."""
+    keys = jax.random.split(jax.random.key(99), 4000)
+    orders = np.asarray(jax.vmap(lambda k: fn.data.shuffle(k, n))(keys))
+    counts = _quarter_counts(orders)
+    assert _chi2(counts) < CHI2_BOUND, f"counts {counts.tolist()}"
+
+
+def test_a_biased_shuffle_fails_the_uniformity_bound():
+    """The test bites: a 'shuffle' that only rotates 4 rows, never by 3, is far past it."""
+    shifts = np.arange(4000) % 3
+    orders = (np.arange(4)[None, :] + shifts[:, None]) % 4
+    assert _chi2(_quarter_counts(orders)) > CHI2_BOUND
+
+
+# --- value checks are done once per pair of JAX arrays --------------------------------------
+
+def test_values_of_the_same_jax_arrays_are_checked_once(monkeypatch):
+    calls = []
+    real = fn.data._first_bad_rows
+    monkeypatch.setattr(fn.data, "_first_bad_rows", lambda x, y: calls.append(1) or real(x, y))
+    ds = fn.data.Dataset(jnp.zeros((5, 2)), jnp.eye(2)[jnp.array([0, 1, 0, 1, 1])])
+    for _ in range(3):
+        assert fn.data.check_dataset(ds) == 5
+    assert len(calls) == 1                                         # JAX arrays cannot change
+    fn.data.check_dataset(fn.data.Dataset(ds.x + 0.0, ds.y))       # a new x: checked again
+    assert len(calls) == 2
+    host = fn.data.Dataset(np.zeros((5, 2)), np.asarray(ds.y))
+    fn.data.check_dataset(host)
+    host.x[0, 0] = np.nan                                          # NumPy can change in place
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        fn.data.check_dataset(host)
+
+
+def test_a_bad_jax_dataset_is_refused_every_time():
+    bad = fn.data.Dataset(jnp.array([[0.0, jnp.nan]]), jnp.array([[1.0, 0.0]]))
+    for _ in range(2):
+        with pytest.raises(ValueError, match="NaN or Inf"):
+            fn.data.check_dataset(bad)
