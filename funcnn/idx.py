@@ -17,10 +17,7 @@ import os
 import struct
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import zlib
-from http.client import HTTPException
 from pathlib import Path
 
 import numpy as np
@@ -245,6 +242,8 @@ _download = download     # load_fashion_mnist's `download` argument hides the fu
 
 
 def _fetch(url: str, final: Path, sha256: str, timeout: float) -> None:
+    import urllib.error, urllib.request                  # here: only a download needs them
+    from http.client import HTTPException                # (and they cost ~0.1 s to import)
     tmp = None
     try:
         t0 = time.perf_counter()
