@@ -58,7 +58,8 @@ def child(quiet: bool, out_dir: str) -> None:
     times["import jax"] = [time.perf_counter() - start, 0.0]
     jax.monitoring.register_event_duration_secs_listener(on_duration)
     fn = phase("import funcnn", lambda: __import__("funcnn"))
-    from funcnn.__main__ import _use_compilation_cache
+    from funcnn.__main__ import _quick_compile, _use_compilation_cache
+    _quick_compile()                                        # as the CLI does for clusters
     _use_compilation_cache()                                # as the CLI does, under XDG_CACHE_HOME
 
     def data():                                             # as clusters: from its t_start

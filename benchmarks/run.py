@@ -3,6 +3,8 @@
     python benchmarks/run.py            # everything (about six minutes); writes RESULTS.md
     python benchmarks/run.py --quick    # smoke run (CI, half a minute): small data, one repeat;
                                         # checks that every implementation learns, no timing
+    python benchmarks/run.py --only ensembles   # one section (repeatable); writes no file
+                                        # (roofline needs epoch_speed in the same run)
 
 1. Fashion-MNIST, 784 -> 128 (ReLU) -> 10, softmax cross-entropy, SGD lr 0.1, batch 128, a new
    shuffle every epoch, float32, from the same initial params: seconds per epoch for funcnn
@@ -812,8 +814,16 @@ class Bench:
                                               test, **kw)
         runners["fit"] = self.fit_runner(k_fit, net, fn.model.init(k_init, net), train, test,
                                          **kw)
+        shuffles = {m: timed(partial(epoch_shuffles, jax.random.split(k_fit, m),
+                                     n=train.x.shape[0], batch_size=kw["batch_size"],
+                                     epochs=kw["epochs"]))
+                    for m in plan["members"]}                 # the shuffles alone, per m
         first = {name: self.clock.measure(run)[1:] for name, run in runners.items()}
-        times = interleave(runners, plan["member_repeats"])
+        for run in shuffles.values():
+            run()                                             # compile
+        times = interleave({**runners, **{("shuffles", m): r for m, r in shuffles.items()}},
+                           plan["member_repeats"])
+        shuffle_ms = {m: med(times.pop(("shuffles", m))) * 1e3 for m in plan["members"]}
         one = times[plan["members"][0]]
         rows = []
         for name, t in times.items():
@@ -830,7 +840,14 @@ class Bench:
             f"call timed; {plan['member_repeats']} repeats, interleaved.",
             ["run", "ms: median [min]", f"time vs {plan['members'][0]} network",
              "ms per network", "XLA compile s", "trace + lower s", "mean test accuracy"],
-            rows)
+            rows,
+            ["Of that, the per-epoch shuffles alone (each network's own sort of its rows, "
+             f"{kw['epochs']} epochs, timed in the same repeats): " +
+             ", ".join(f"{shuffle_ms[m]:.1f} ms for {m}" for m in plan["members"]) +
+             ". The rest grows with m too: every step's gather and matmuls are batched over "
+             "the networks, and for 2 x 8 weights XLA's CPU backend runs them at a few "
+             "GFLOP/s; on two cores there is no idle width for the extra networks to fill, "
+             "as there would be on a GPU."])
         big = plan["members"][-1]
         r = pair_ratio(times[big], one)
         self.headline(f"{big} networks at once vs one (fit_many)", f"{r:.1f}x", "< 3x", r < 3)
@@ -1016,6 +1033,16 @@ def autodiff_fit(key, params, train, lr, *, net, epochs, batch_size):
 
     params, (losses, accuracy) = lax.scan(epoch, params, fn.train.epoch_keys(key, epochs))
     return params, {"train_loss": losses, "train_accuracy": accuracy}
+
+
+@partial(jax.jit, static_argnames=("n", "batch_size", "epochs"))
+def epoch_shuffles(keys, *, n, batch_size, epochs):
+    """fit_many's shuffles and nothing else: each network's `data.batches`, every epoch."""
+    def epoch(total, i):
+        rows, _ = jax.vmap(lambda k: fn.data.batches(jax.random.fold_in(k, i), n,
+                                                     batch_size))(keys)
+        return total + rows.sum(), None
+    return lax.scan(epoch, jnp.int32(0), jnp.arange(epochs))[0]
 
 
 def torch_copy(torch, params):
