@@ -26,9 +26,11 @@
 
 How: one process, with the NumPy loops in a worker process (started with OPENBLAS_CORETYPE and
 OPENBLAS_L2_SIZE unset, so OpenBLAS picks its own kernel) and the CLI in fresh processes. In
-every repeat each implementation runs once, in an order that rotates; times are given as
+every repeat each implementation runs once, in a shuffled order (each call 0.3 s after the
+last where multi-thread rivals run: their idle threads spin); times are given as
 `median [min]` over the repeats, ratios as `median of the per-repeat ratios [ratio of the
-mins]` (a pair ran back to back, under the same load: this machine is shared and noisy).
+mins]` (a pair ran in the same repeat, seconds apart, under the same load: this machine is
+shared and noisy).
 Compile time is XLA's (`/jax/core/compile/backend_compile_duration`) plus tracing and
 lowering, from `jax.monitoring`.
 """
@@ -87,13 +89,23 @@ def med(v):
     return statistics.median(v)
 
 
-def interleave(runners: dict, repeats: int) -> dict[str, list[float]]:
-    """Call every runner (a function returning seconds) once per repeat, rotating the order."""
+SETTLE_S = 0.3   # pause before each call where multi-thread rivals run (see interleave)
+
+
+def interleave(runners: dict, repeats: int, settle: float = 0.0) -> dict[str, list[float]]:
+    """Call every runner (a function returning seconds) once per repeat, in a new shuffled
+    order each repeat, `settle` seconds after the previous call. Sections with multi-thread
+    rivals settle: after a multi-thread BLAS or PyTorch call its idle threads spin for up to
+    ~0.2 s and slow whatever runs next, and a rotating order always puts the same runner next
+    (funcnn fit after the 2-thread NumPy loop: 15% slower). The others do not: a short call
+    made after a pause runs colder."""
     names = list(runners)
     times = {name: [] for name in names}
-    for r in range(repeats):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            times[name].append(runners[name]())
+    order = np.random.default_rng(0)                  # fixed: the same schedule every run
+    for _ in range(repeats):
+        for i in order.permutation(len(names)):
+            time.sleep(settle)
+            times[names[i]].append(runners[names[i]]())
     return times
 
 
@@ -108,7 +120,7 @@ def timed(call):
 
 
 def pair_ratio(slow: list[float], fast: list[float]) -> float:
-    """Median of the per-repeat ratios slow / fast (each pair ran back to back)."""
+    """Median of the per-repeat ratios slow / fast (each pair ran in the same repeat)."""
     return med([s / f for s, f in zip(slow, fast, strict=True)])
 
 
@@ -558,7 +570,7 @@ class Bench:
                     epochs=1, batch_size=bs, lr=lr, seed=0, threads=threads)
                 rows_of[f"NumPy loop, {label}"] = rows
             first = {name: self.clock.measure(run)[1:] for name, run in runners.items()}
-            times = interleave(runners, plan["repeats"])
+            times = interleave(runners, plan["repeats"], SETTLE_S)
         # per epoch of n rows (the many-thread rows ran n / 10 of them)
         epoch = {name: [s * n / rows_of.get(name, n) for s in t] for name, t in times.items()}
 
@@ -683,7 +695,7 @@ class Bench:
                     steps_of[name] = steps if threads == 1 else min(steps, 10)
                     runners[name] = self.torch_runner(params, steps_of[name] * bs, bs, threads)
                 first = {name: self.clock.measure(run)[1:] for name, run in runners.items()}
-                times = interleave(runners, plan["growth_repeats"])
+                times = interleave(runners, plan["growth_repeats"], SETTLE_S)
                 per_step = {name: [s / steps_of[name] for s in t] for name, t in times.items()}
                 loss = float(runners["funcnn"].last[1]["train_loss"][-1])
                 if not np.isfinite(loss) or loss > 2.5:
@@ -873,7 +885,7 @@ class Bench:
                 self.numpy_runner("seed", dtype=dtype, n_train=n, n_val=n_val, epochs=epochs,
                                   threads=threads)
         first = {name: self.clock.measure(run)[1:] for name, run in runners.items()}
-        times = interleave(runners, plan["seed_repeats"])
+        times = interleave(runners, plan["seed_repeats"], SETTLE_S)
         losses = {name: np.asarray(run.last[1]["train_loss"] if name == "funcnn fit"
                                    else run.last["train_loss"]) for name, run in runners.items()}
         reference = losses[next(k for k in runners if k.startswith(seed))]
