@@ -81,7 +81,8 @@ PLANS = {
 
 
 SECTIONS = ("epoch_speed", "roofline", "growth", "dataset_size", "cli", "ensembles",
-            "seed_full_batch")   # Bench's methods, in the order run_all calls them
+            "seed_full_batch")   # Bench's methods, run in this order (roofline reuses
+                                 # epoch_speed's fit runner)
 
 # --- timing helpers ----------------------------------------------------------------------------
 
@@ -452,14 +453,13 @@ class Bench:
         except FileNotFoundError as e:
             self.fashion = None
             print(f"note: Fashion-MNIST not found, sections 1, 2 and 5 are skipped ({e})")
-        for step in (self.epoch_speed, self.roofline, self.growth, self.dataset_size, self.cli,
-                     self.ensembles, self.seed_full_batch):
-            if self.fashion is None and step not in (self.cli, self.ensembles):
+        for name in SECTIONS:
+            if self.fashion is None and name not in ("cli", "ensembles"):
                 continue
-            if self.only and step.__name__ not in self.only:
+            if self.only and name not in self.only:
                 continue
-            print(f"\n[{time.perf_counter() - self.started:6.1f} s] {step.__name__}", flush=True)
-            step()
+            print(f"\n[{time.perf_counter() - self.started:6.1f} s] {name}", flush=True)
+            getattr(self, name)()
         self.load_end = os.getloadavg()
         self.elapsed = time.perf_counter() - self.started
         print("\n## Headlines")

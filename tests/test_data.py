@@ -142,6 +142,13 @@ def test_shuffle_is_a_permutation_and_keyed(n):
         assert not np.array_equal(order, np.arange(n))                 # it does move rows
 
 
+def test_shuffle_refuses_a_bad_count_or_key():
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        fn.data.shuffle(jax.random.key(0), 0)
+    with pytest.raises(TypeError, match="JAX random key"):
+        fn.data.shuffle(3, 5)
+
+
 def _quarter_counts(orders):
     """counts[r, q]: how often row r (of rows 0-3) lands in quarter q of the order, over the
     orders `i32[shuffles, n]`."""
