@@ -164,27 +164,61 @@ def _split(key, ds, n_train):
     return Dataset(ds.x[train_rows], ds.y[train_rows]), Dataset(ds.x[test_rows], ds.y[test_rows])
 
 
-PACKED_ROWS = 1024   # up to this many rows, a shuffle sorts one packed u32 array (see shuffle)
+PACKED_ROWS = 1024   # up to this many rows a shuffle sorts; past it, a Feistel network (below)
+FEISTEL_ROUNDS = 8   # 4 or 5 rounds of this network leave neighbours correlated (a test shows)
 
 
 def shuffle(key: rng.Key, n: int) -> jax.Array:
-    """A random order of `range(n)`, `i32[n]`: the rows sorted by a random key each.
+    """A random order of `range(n)`, `i32[n]`.
 
-    Up to `PACKED_ROWS` rows, each row's index rides in the low 10 bits of its 32-bit random
-    key, so one sort of one array does it (under `vmap`, as in `fit_many`, 5x faster than
-    sorting keys and indices side by side); past that, the rows are sorted by 32-bit keys.
-    Equal keys keep their order: about n^2 / 2^23 pairs per shuffle at n <= 1024 (0.05 at the
-    Clojure run's 640 rows), n^2 / 2^33 above (0.4 at 60,000), which no mini-batch can tell.
-    `jax.random.permutation` sorts twice past ~1,600 rows to rule ties out, at twice the cost
-    (the sort is ~10% of a Fashion-MNIST epoch on a CPU).
+    Up to `PACKED_ROWS` rows: the rows sorted by a random 32-bit key each, with each row's
+    index riding in the key's low 10 bits, so one sort of one array does it (under `vmap`, as
+    in `fit_many`, 5x faster than sorting keys and indices side by side). Equal keys keep
+    their order: about n^2 / 2^23 pairs per shuffle (0.05 at the Clojure run's 640 rows).
+    Past that, a sort is slow on a CPU (17 ms at 60,000 rows, 7% of a Fashion-MNIST epoch), so
+    each index i is sent through a keyed bijection instead (`_feistel_order`): 0.5 ms.
     """
     key, n = rng.check_key(key), integer("n", n, 1)
+    if n > PACKED_ROWS:
+        return _feistel_order(key, n)
     bits = jax.random.bits(key, (n,), jnp.uint32)                # u32[n] random sort keys
-    if n <= PACKED_ROWS:
-        low = jnp.uint32(PACKED_ROWS - 1)                         # the low 10 bits: the index
-        packed = (bits & ~low) | jnp.arange(n, dtype=jnp.uint32)
-        return (lax.sort(packed) & low).astype(jnp.int32)
-    return lax.sort_key_val(bits, jnp.arange(n, dtype=jnp.int32))[1]
+    low = jnp.uint32(PACKED_ROWS - 1)                             # the low 10 bits: the index
+    packed = (bits & ~low) | jnp.arange(n, dtype=jnp.uint32)
+    return (lax.sort(packed) & low).astype(jnp.int32)
+
+
+def _mix32(x):
+    """murmur3's 32-bit finaliser: a bijection of u32 in which each input bit flips each
+    output bit with probability about 1/2."""
+    x = (x ^ (x >> 16)) * jnp.uint32(0x85EBCA6B)
+    x = (x ^ (x >> 13)) * jnp.uint32(0xC2B2AE35)
+    return x ^ (x >> 16)
+
+
+def _feistel_order(key, n, rounds=FEISTEL_ROUNDS):
+    """`order[i] = P(i)` for a keyed permutation P of range(n), computed elementwise.
+
+    A Feistel network splits a number below 2^(2h) (2^(2h) >= n) into two h-bit halves and
+    `rounds` times maps (left, right) -> (right, left ^ F(right)), with F a keyed hash (each
+    round its own key): every round, so the whole network, is a bijection of [0, 2^(2h)),
+    whatever F is. An image >= n is sent through again until it lands below n ("cycle
+    walking", Black & Rogaway 2002), which makes P a bijection of range(n). Fewer than 3 in 4
+    numbers below 2^(2h) are >= n (8% at 60,000 rows), so each i walks a few steps at most.
+    """
+    half = max(1, -(-(n - 1).bit_length() // 2))                  # h: 2^(2h) >= n
+    mask = jnp.uint32((1 << half) - 1)
+    round_keys = jax.random.bits(key, (rounds,), jnp.uint32)
+
+    def network(i):
+        left, right = i >> half, i & mask
+        for k in round_keys:
+            left, right = right, left ^ (_mix32(right ^ k) & mask)
+        return (left << half) | right
+
+    big = jnp.uint32(n)
+    walk = lambda y: jnp.where(y >= big, network(y), y)            # only the strays move
+    first = network(jnp.arange(n, dtype=jnp.uint32))
+    return lax.while_loop(lambda y: jnp.any(y >= big), walk, first).astype(jnp.int32)
 
 
 def batches(key: rng.Key, n: int, batch_size: int, dtype=jnp.float32,

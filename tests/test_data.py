@@ -165,7 +165,7 @@ def _chi2(counts):
 CHI2_BOUND = 37.7   # chi-square, 12 degrees of freedom: exceeded with probability 1e-4
 
 
-@pytest.mark.parametrize("n", [4, 1500])          # the packed sort (n <= 1024), the pair sort
+@pytest.mark.parametrize("n", [4, 1500, 5000])    # the packed sort (n <= 1024), the Feistel
 def test_shuffle_is_uniform(n):
     """Over 4,000 keyed shuffles, each of rows 0-3 lands in each quarter of the order about
     equally often (a chi-square test; the keys are fixed, so every run gives one answer)."""
@@ -180,6 +180,37 @@ def test_a_biased_shuffle_fails_the_uniformity_bound():
     shifts = np.arange(4000) % 3
     orders = (np.arange(4)[None, :] + shifts[:, None]) % 4
     assert _chi2(_quarter_counts(orders)) > CHI2_BOUND
+
+
+def _neighbour_z(orders):
+    """The largest |z| of how often rows within 4 of each other (mod n) sit 1 or 2 places
+    apart in `orders: i32[shuffles, n]`, or places within 4 hold rows 1 or 2 apart, against
+    a uniform order's rate of 8 / n: a Feistel network with too few rounds fails it."""
+    n, zs = orders.shape[1], []
+    for arr in (orders, np.argsort(orders, axis=1)):              # rows by place, places by row
+        for lag in (1, 2):
+            d = (arr[:, lag:] - arr[:, :-lag]) % n
+            close, expected = (np.minimum(d, n - d) <= 4).sum(), 8 / n * d.size
+            zs.append(abs(close - expected) / expected ** 0.5)
+    return max(zs)
+
+
+NEIGHBOUR_Z_BOUND = 4.5   # a normal z: exceeded with probability 7e-6 (x4 tests)
+
+
+@pytest.mark.parametrize("n", [1025, 4096])       # the Feistel network's smallest; a 2^(2h)
+def test_a_shuffle_keeps_no_neighbours_together(n):
+    keys = jax.random.split(jax.random.key(7), 1000)
+    orders = np.asarray(jax.vmap(lambda k: fn.data.shuffle(k, n))(keys))
+    assert _neighbour_z(orders) < NEIGHBOUR_Z_BOUND
+
+
+def test_a_four_round_feistel_fails_the_neighbour_bound():
+    """The test bites: 4 rounds of the same network (half of fn.data's) keep neighbours."""
+    keys = jax.random.split(jax.random.key(7), 1000)
+    orders = np.asarray(jax.vmap(lambda k: fn.data._feistel_order(k, 4096, rounds=4))(keys))
+    np.testing.assert_array_equal(np.sort(orders[0]), np.arange(4096))  # still a permutation
+    assert _neighbour_z(orders) > NEIGHBOUR_Z_BOUND
 
 
 # --- value checks are done once per pair of JAX arrays --------------------------------------
