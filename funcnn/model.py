@@ -15,6 +15,7 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from funcnn import rng
 from funcnn.checks import InputError, InputTypeError, integer, real
@@ -150,7 +151,19 @@ def dense(p, x):
 def dense_vjp(p, x, g):
     """g = dL/dz: f32[n, d_out] -> (dL/dp shaped like p, dL/dx: f32[n, d_in])."""
     # z = x W + b  =>  dL/dW = x^T g,  dL/db = sum over rows of g,  dL/dx = g W^T
-    return {"w": x.T @ g, "b": g.sum(axis=0)}, g @ p["w"].T
+    return {"w": _transposed(x) @ g, "b": g.sum(axis=0)}, g @ p["w"].T
+
+
+SMALL = 16_384   # elements: an x up to this size is transposed by a copy (see _transposed)
+
+
+def _transposed(x):
+    """x.T, copied out when x is small. XLA folds a transpose into the matmul reading it, and
+    its CPU backend then gives x^T g to a general routine (YNNPACK, its fast one, takes only
+    untransposed operands) that is slow on small and batched products: it took half the time
+    of training 256 Clojure networks at once. A copy of a small x costs less; of
+    Fashion-MNIST's 128 x 784 batch, more. The barrier only keeps XLA from folding it away."""
+    return lax.optimization_barrier(x.T) if x.size <= SMALL else x.T
 
 
 def forward(net: MLP, params: Params, x: jax.Array) -> jax.Array:
