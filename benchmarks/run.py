@@ -23,6 +23,10 @@
    `jax.vmap(init)`); the second call is timed, the first one's compile time is reported.
 5. Seed 2 as written: full batch (50,000 images), L2 0.001, lr 0.01, with the validation loss
    every epoch: funcnn `fit` vs the NumPy original, from the same initial params.
+6. GPU, where jax sees one (`pip install ".[cuda12]"`): the same `fit`, unchanged, at batch
+   128 and 1024 (seconds per epoch), its share of a large square matmul's rate on the GPU,
+   and its losses and params against the CPU's from the same key. Without a GPU the section
+   says so; `--quick` then runs it with the CPU standing in, to check the code path.
 
 How: one process, with the NumPy loops in a worker process (started with OPENBLAS_CORETYPE and
 OPENBLAS_L2_SIZE unset, so OpenBLAS picks its own kernel) and the CLI in fresh processes. In
@@ -71,18 +75,19 @@ PLANS = {
                  widths=(128, 512, 2048), batches=(32, 128, 512), growth_flops=1.5e10,
                  growth_steps=(10, 400), growth_repeats=3, sizes=(6_000, 60_000),
                  cli_repeats=2, members=(1, 16, 256), member_repeats=3,
-                 seed_rows=50_000, seed_val=10_000, seed_epochs=5, seed_repeats=3),
+                 seed_rows=50_000, seed_val=10_000, seed_epochs=5, seed_repeats=3,
+                 gpu_batches=(128, 1024), gpu_square=8192, gpu_square_steps=20),
     "quick": dict(repeats=1, n_train=6_000, n_test=1_000, roof_steps=10, square=256,
                   widths=(128,), batches=(128,), growth_flops=1e8, growth_steps=(5, 10),
                   growth_repeats=1, sizes=(600, 6_000), cli_repeats=0, members=(1, 16),
                   member_repeats=1, seed_rows=2_000, seed_val=500, seed_epochs=2,
-                  seed_repeats=1),
+                  seed_repeats=1, gpu_batches=(128, 1024), gpu_square=256, gpu_square_steps=2),
 }
 
 
 SECTIONS = ("epoch_speed", "roofline", "growth", "dataset_size", "cli", "ensembles",
-            "seed_full_batch")   # Bench's methods, run in this order (roofline reuses
-                                 # epoch_speed's fit runner)
+            "seed_full_batch", "gpu")   # Bench's methods, run in this order (roofline
+                                        # reuses epoch_speed's fit runner)
 
 # --- timing helpers ----------------------------------------------------------------------------
 
@@ -452,7 +457,7 @@ class Bench:
             self.fashion = fn.data.fashion_mnist()
         except FileNotFoundError as e:
             self.fashion = None
-            print(f"note: Fashion-MNIST not found, sections 1, 2 and 5 are skipped ({e})")
+            print(f"note: Fashion-MNIST not found, sections 1, 2, 5 and 6 are skipped ({e})")
         for name in SECTIONS:
             if self.fashion is None and name not in ("cli", "ensembles"):
                 continue
@@ -919,6 +924,80 @@ class Bench:
                 r = pair_ratio(times[name], base)
                 self.headline(f"funcnn fit vs {name}, full batch", f"{r:.2f}x")
 
+    # --- section 6 ---
+
+    def gpu(self):
+        plan = self.plan
+        gpus = [d for d in jax.devices() if d.platform == "gpu"]   # the default backend's
+        cpu = jax.devices("cpu")[0]
+        if not gpus and not self.quick:
+            self.section("6. GPU", "No GPU on this machine (jax's devices: "
+                         f"{', '.join(sorted({d.platform for d in jax.devices()}))}): nothing "
+                         "measured. Where there is one, `pip install \".[cuda12]\"` (or "
+                         "cuda13), then `python benchmarks/run.py` fills this section "
+                         "(`--only gpu` prints it alone).",
+                         [], [])
+            self.headline("GPU: fit epoch at batch 128 and 1024, share of the GPU's matmul "
+                          "rate, losses vs the CPU's", "no GPU on this machine")
+            return
+        device = gpus[0] if gpus else cpu      # --quick without a GPU: the CPU stands in
+        stand_in = "" if gpus else " (no GPU here: the CPU stands in, to check the code path)"
+        n, lr = plan["n_train"], 0.1
+        net = self.relu_net()
+        on = lambda tree: jax.device_put(tree, device)
+        train, test = on(self.fashion_rows(n)), on(self.fashion_rows(plan["n_test"], part=1))
+        params, key = on(fn.model.init(jax.random.key(0), net)), on(jax.random.key(1))
+        runners = {bs: self.fit_runner(key, net, params, train, epochs=1, lr=lr, batch_size=bs)
+                   for bs in plan["gpu_batches"]}
+        first = {bs: self.clock.measure(run)[1:] for bs, run in runners.items()}
+        s = plan["gpu_square"]
+        runners["square"] = device_matmul_timer(device, s, plan["gpu_square_steps"])
+        runners["square"]()                                   # compile
+        times = interleave(runners, plan["repeats"])
+        square_rate = 2 * s ** 3 / med(times["square"])
+        rows = []
+        for bs in plan["gpu_batches"]:
+            rate = mlp_flops(net.sizes, n) / med(times[bs])
+            accuracy = self.test_accuracy("funcnn", runners[bs], net, test)
+            self.check(f"6. fit on {device.platform} learns at batch {bs}", accuracy > 0.5,
+                       f"test accuracy {accuracy:.3f} after {n:,} rows (chance {CHANCE})")
+            wall, xla, rest = first[bs]
+            rows.append([bs, fmt_s(times[bs]), f"{n / med(times[bs]):,.0f}",
+                         f"{rate / 1e9:,.1f}", f"{rate / square_rate:.1%}",
+                         f"{wall:.2f} ({xla:.2f} + {rest:.2f})", f"{accuracy:.3f}"])
+        # the same epoch on the CPU and on the device, from the same key, in full float32
+        with jax.default_matmul_precision("float32"):
+            results = [fn.train.fit(jax.device_put(key, d), net, jax.device_put(params, d),
+                                    jax.device_put(train, d), jax.device_put(test, d),
+                                    epochs=1, lr=lr, batch_size=128, verbose=False)
+                       for d in (cpu, device)]
+        (p_cpu, h_cpu), (p_dev, h_dev) = jax.tree.map(np.asarray, results)
+        rel = lambda a, b: float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
+        loss_gap = max(rel(h_dev[k], h_cpu[k]) for k in ("train_loss", "test_loss"))
+        param_gap = max(rel(a, b) for a, b in zip(jax.tree.leaves(p_dev),
+                                                  jax.tree.leaves(p_cpu), strict=True))
+        self.check(f"6. {device.platform} and cpu losses agree", loss_gap < 1e-3,
+                   f"largest relative gap {loss_gap:.1e} (train and test loss after one "
+                   f"epoch; params {param_gap:.1e}); float32 tolerance 1e-3")
+        self.section(
+            f"6. GPU: {device.device_kind}{stand_in}",
+            f"The same `fit` with its data and params on {device} (jax.device_put; no other "
+            f"change), one epoch of {n:,} rows per timed call, {plan['repeats']} repeats, "
+            f"interleaved with a [{s},{s}] x [{s},{s}] float32 product at the default matmul "
+            "precision (which XLA may run in TF32 on this GPU).",
+            ["batch", "s / epoch: median [min]", "samples/s", "GFLOP/s", "share of the square "
+             "product's rate", "first call s (XLA compile + trace/lower)", "test accuracy"],
+            rows,
+            [f"The square product: {square_rate / 1e12:.2f} TFLOP/s (median).",
+             f"cpu vs {device.platform}, one epoch at batch 128 from the same key with "
+             f"jax.default_matmul_precision('float32'): train and test loss within "
+             f"{loss_gap:.1e} (relative), params within {param_gap:.1e}."])
+        if gpus:
+            self.headline("GPU: fit epoch at batch " + " / ".join(map(str, plan["gpu_batches"])),
+                          " / ".join(f"{med(times[bs]):.3f} s" for bs in plan["gpu_batches"]))
+            self.headline("GPU: losses vs the CPU's (relative)", f"{loss_gap:.1e}", "< 1e-3",
+                          loss_gap < 1e-3)
+
     # --- the Markdown file ---
 
     def markdown(self) -> str:
@@ -961,6 +1040,8 @@ class Bench:
 # --- pieces used above -----------------------------------------------------------------------
 
 def _table(headers, rows) -> list[str]:
+    if not headers:
+        return []                                  # a section that is only words
     return ["| " + " | ".join(map(str, headers)) + " |",
             "|" + "|".join(" --- " for _ in headers) + "|",
             *("| " + " | ".join(map(str, row)) + " |" for row in rows)]
@@ -1016,6 +1097,21 @@ def matmul_timer(m, k, n, lhs_t, rhs_t, steps):
             lhs = a[i % 4].T if lhs_t else a[i % 4]
             return acc + lhs @ (b.T if rhs_t else b)
         return jax.lax.fori_loop(0, steps, body, jnp.zeros((m, n), jnp.float32))
+
+    def run():
+        start = time.perf_counter()
+        jax.block_until_ready(loop(a, b))
+        return (time.perf_counter() - start) / steps
+    return run
+
+
+def device_matmul_timer(device, s, steps):
+    """A runner timing one float32 product [s, s] x [s, s] on `device` (seconds each)."""
+    a, b = jax.device_put(jax.random.normal(jax.random.key(0), (2, s, s), jnp.float32), device)
+
+    @jax.jit
+    def loop(a, b):
+        return jax.lax.fori_loop(0, steps, lambda i, acc: acc + a @ b, jnp.zeros_like(a))
 
     def run():
         start = time.perf_counter()
