@@ -154,7 +154,7 @@ def dense_vjp(p, x, g):
     return {"w": _transposed(x) @ g, "b": g.sum(axis=0)}, g @ p["w"].T
 
 
-SMALL = 16_384   # elements: an x up to this size is transposed by a copy (see _transposed)
+SMALL_X = 16_384   # elements: an x up to this size is transposed by a copy (see _transposed)
 
 
 def _transposed(x):
@@ -163,7 +163,7 @@ def _transposed(x):
     untransposed operands) that is slow on small and batched products: it took half the time
     of training 256 Clojure networks at once. A copy of a small x costs less; of
     Fashion-MNIST's 128 x 784 batch, more. The barrier only keeps XLA from folding it away."""
-    return lax.optimization_barrier(x.T) if x.size <= SMALL else x.T
+    return lax.optimization_barrier(x.T) if x.size <= SMALL_X else x.T
 
 
 def forward(net: MLP, params: Params, x: jax.Array) -> jax.Array:
