@@ -866,9 +866,11 @@ class Bench:
              f"{kw['epochs']} epochs, timed in the same repeats): " +
              ", ".join(f"{shuffle_ms[m]:.1f} ms for {m}" for m in plan["members"]) +
              ". The rest grows with m too: every step's gather and matmuls are batched over "
-             "the networks, and for 2 x 8 weights XLA's CPU backend runs them at a few "
-             "GFLOP/s; on two cores there is no idle width for the extra networks to fill, "
-             "as there would be on a GPU."])
+             "the networks" + (", and for 2 x 8 weights XLA's CPU backend runs them at a few "
+                               f"GFLOP/s; on {CORES} cores there is no idle width for the extra "
+                               "networks to fill, as there would be on a GPU."
+                               if jax.default_backend() == "cpu" else
+                               f" (on {jax.devices()[0].device_kind}).")])
         big = plan["members"][-1]
         r = pair_ratio(times[big], one)
         self.headline(f"{big} networks at once vs one (fit_many)", f"{r:.1f}x", "< 3x", r < 3)
@@ -991,7 +993,10 @@ class Bench:
             [f"The square product: {square_rate / 1e12:.2f} TFLOP/s (median).",
              f"cpu vs {device.platform}, one epoch at batch 128 from the same key with "
              f"jax.default_matmul_precision('float32'): train and test loss within "
-             f"{loss_gap:.1e} (relative), params within {param_gap:.1e}."])
+             f"{loss_gap:.1e} (relative), params within {param_gap:.1e}.",
+             f"Sections 1 to 5 ran on jax's default device ({jax.devices()[0]}): on a GPU "
+             "machine, section 4's ensembles are the GPU's (against PyTorch and NumPy on the "
+             "CPU in sections 1, 2 and 5)."])
         if gpus:
             self.headline("GPU: fit epoch at batch " + " / ".join(map(str, plan["gpu_batches"])),
                           " / ".join(f"{med(times[bs]):.3f} s" for bs in plan["gpu_batches"]))
