@@ -133,5 +133,18 @@ def _use_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
+def run() -> None:
+    """The command: main(), then a hard exit once its output is flushed. Tearing jax and
+    XLA down in an orderly way takes 0.3 s of a 1.6 s run, and all there is to keep (the
+    pictures, the compilation cache) is on disk by then. A test calls main() instead."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:                            # a closed pipe (| head): nothing to keep
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
