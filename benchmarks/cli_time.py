@@ -14,7 +14,8 @@ Every measurement is a fresh Python process, as a user's run is:
             (data, init, fit, picture) with a `jax.monitoring` listener that sums the compile
             events: tracing to a jaxpr, lowering to MLIR, and XLA's compile (or, warm, the
             cache read). Each phase's wall time = compile + run. "start, exit, rest" is the
-            rest of the process's wall time: mostly the interpreter tearing jax down at exit.
+            rest of the process's wall time: the interpreter's start and a hard exit, as the
+            CLI's (`funcnn.__main__.run`: jax's orderly teardown took 0.3 s).
 Median over the repeats (min in brackets for the totals).
 """
 from __future__ import annotations
@@ -76,7 +77,8 @@ def child(quiet: bool, out_dir: str) -> None:
                                                         verbose=not quiet))
     phase("picture", lambda: fn.visualization.decision_boundary(
         net, params, ds, os.path.join(out_dir, "boundary.svg")))
-    print("PHASES " + json.dumps(times))
+    print("PHASES " + json.dumps(times), flush=True)
+    os._exit(0)                                             # as the CLI's run(): no teardown
 
 
 # --- the parent: subprocesses, timed from outside ---------------------------------------------
