@@ -953,7 +953,8 @@ class Bench:
                    for bs in plan["gpu_batches"]}
         first = {bs: self.clock.measure(run)[1:] for bs, run in runners.items()}
         s = plan["gpu_square"]
-        runners["square"] = device_matmul_timer(device, s, plan["gpu_square_steps"])
+        runners["square"] = matmul_timer(s, s, s, False, False, plan["gpu_square_steps"],
+                                         device)
         runners["square"]()                                   # compile
         times = interleave(runners, plan["repeats"])
         square_rate = 2 * s ** 3 / med(times["square"])
@@ -1089,12 +1090,14 @@ def step_matmuls(sizes, bs):
     return out
 
 
-def matmul_timer(m, k, n, lhs_t, rhs_t, steps):
+def matmul_timer(m, k, n, lhs_t, rhs_t, steps, device=None):
     """A runner timing one float32 product [m, k] x [k, n] (seconds per product): `steps` of
-    them in a jitted loop, on 4 distinct left sides, summed so none is dead code."""
+    them in a jitted loop, on 4 distinct left sides, summed so none is dead code; on `device`
+    if given (else jax's default)."""
     keys = jax.random.split(jax.random.key(0), 2)
     a = jax.random.normal(keys[0], (4, k, m) if lhs_t else (4, m, k), jnp.float32)
     b = jax.random.normal(keys[1], (n, k) if rhs_t else (k, n), jnp.float32)
+    a, b = jax.device_put((a, b), device)
 
     @jax.jit
     def loop(a, b):
@@ -1102,21 +1105,6 @@ def matmul_timer(m, k, n, lhs_t, rhs_t, steps):
             lhs = a[i % 4].T if lhs_t else a[i % 4]
             return acc + lhs @ (b.T if rhs_t else b)
         return jax.lax.fori_loop(0, steps, body, jnp.zeros((m, n), jnp.float32))
-
-    def run():
-        start = time.perf_counter()
-        jax.block_until_ready(loop(a, b))
-        return (time.perf_counter() - start) / steps
-    return run
-
-
-def device_matmul_timer(device, s, steps):
-    """A runner timing one float32 product [s, s] x [s, s] on `device` (seconds each)."""
-    a, b = jax.device_put(jax.random.normal(jax.random.key(0), (2, s, s), jnp.float32), device)
-
-    @jax.jit
-    def loop(a, b):
-        return jax.lax.fori_loop(0, steps, lambda i, acc: acc + a @ b, jnp.zeros_like(a))
 
     def run():
         start = time.perf_counter()

@@ -204,7 +204,7 @@ def _feistel_order(key, n, rounds=FEISTEL_ROUNDS):
     whatever F is. An image >= n is sent through again until it lands below n ("cycle
     walking", Black & Rogaway 2002), which makes P a bijection of range(n). Fewer than 3 in 4
     numbers below 2^(2h) are >= n (8% at 60,000 rows), so a walk is a few steps on average.
-    P is not drawn from all n! orders alike (8 round keys of 32 bits pick it), nor is it a
+    P is not drawn from all n! orders alike (its 32-bit round keys pick it), nor is it a
     cryptographic permutation; the tests check what training needs: every row lands in every
     part of the order equally often, and rows near each other do not stay near each other.
     """
