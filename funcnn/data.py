@@ -1,7 +1,8 @@
 """Data: the Clojure project's `nn.data`. Synthetic sets drawn by hand, scaling, one-hot,
 a keyed train/test split, and the per-epoch shuffle.
 
-Contract: a `Dataset` is a pair of arrays, `x: f32[n, d]` features and `y: f32[n, k]` labels
+Contract: a `Dataset` is a pair of arrays, `x: f32[n, ...]` examples (features `f32[n, d]`, or
+images `f32[n, h, w, c]`) and `y: f32[n, k]` labels
 (one-hot rows for k >= 2 classes, a 0/1 column for k = 1). It is a NamedTuple, so it is a
 pytree: it passes through `jit`, `vmap` and `lax.scan` as it is. Every draw takes a key.
 """
@@ -21,7 +22,7 @@ from funcnn.checks import InputError, InputTypeError, integer, real
 
 
 class Dataset(NamedTuple):
-    x: jax.Array   # f32[n, d] features
+    x: jax.Array   # f32[n, ...] one example a row: f32[n, d] features, or f32[n, h, w, c] images
     y: jax.Array   # f32[n, k] one-hot labels (k = 1: a 0/1 column)
 
     def __repr__(self) -> str:
@@ -284,10 +285,13 @@ def check_dataset(ds, name: str = "ds") -> int:
         raise InputTypeError(f"{name} must be a Dataset(x, y), got {type(ds).__name__}; "
                         "build one with funcnn.data.Dataset(x, y)")
     x, y = ds
-    for part, v in (("x", x), ("y", y)):
-        if getattr(v, "ndim", None) != 2:
-            raise InputError(f"{name}.{part} must be a 2-D array [rows, columns], got "
-                             f"{_shape(v)}; reshape it, e.g. {part}.reshape(len({part}), -1)")
+    if getattr(x, "ndim", 0) < 2:
+        raise InputError(f"{name}.x must be an array of at least 2-D [rows, ...] (one example "
+                         f"a row: [n, d] or [n, h, w, c]), got {_shape(x)}; reshape it, e.g. "
+                         "x.reshape(len(x), -1)")
+    if getattr(y, "ndim", None) != 2:
+        raise InputError(f"{name}.y must be a 2-D array [rows, columns], got "
+                         f"{_shape(y)}; reshape it, e.g. y.reshape(len(y), -1)")
     if x.shape[0] != y.shape[0]:
         raise InputError(f"{name}.x has {x.shape[0]} rows but {name}.y has {y.shape[0]}; "
                          "every example needs one row in each")
@@ -297,7 +301,8 @@ def check_dataset(ds, name: str = "ds") -> int:
         return x.shape[0]                         # traced: values unknown, shapes checked
     if _VALUES_CHECKED.seen(x, y):
         return x.shape[0]                         # these very arrays passed before
-    bad_x, bad_y = _first_bad_rows(np.asarray(x), np.asarray(y))   # in NumPy: no compiling
+    flat_x = np.asarray(x).reshape(x.shape[0], -1)                 # a row per example
+    bad_x, bad_y = _first_bad_rows(flat_x, np.asarray(y))          # in NumPy: no compiling
     if bad_x >= 0:
         raise InputError(f"{name}.x holds NaN or Inf (first in row {bad_x}); clean or drop "
                          "those rows before training")

@@ -1,81 +1,116 @@
-"""The network: the Clojure project's `nn.model`. Description, init, forward, backprop.
+"""The network: the Clojure project's `nn.model`. A layer and a loss; init, forward, backprop.
 
-Contract: an `MLP` describes a network (sizes, activations, loss, init scheme) and holds no
-numbers; it is frozen and hashable, so it is a static argument of `jit`. Its parameters are a
-plain pytree, a tuple with one `{"w": f32[d_in, d_out], "b": f32[d_out]}` per layer.
-`grads` is backpropagation written by hand: the loss's VJP, then each layer's activation VJP
-and dense VJP, from the last layer to the first. `jax.grad` is never used here; it is the
-referee in `funcnn.gradcheck` and in the tests.
+Contract: a network (`network(layer, input_shape, loss)`, or `mlp(sizes, ...)` for the
+Clojure project's fully connected record) describes the computation and holds no numbers; it is
+frozen and hashable, so it is a static argument of `jit` (one compile per network and shape).
+Its parameters are a plain pytree made by `init`: a tuple with one entry per layer of its
+`serial` (an `mlp`'s is one `{"w": f32[d_in, d_out], "b": f32[d_out]}` per layer).
+Data are `x: f32[n, *input_shape]` and one-hot `y: f32[n, k]`.
+Modes: `forward` and `loss` evaluate by default (`train=False`: no dropout, BatchNorm's running
+statistics); `value_and_grads`, `grads` and `grad_step` train (`train=True`: dropout drawn from
+`key`, batch statistics). `backprop` is written by hand: the loss's VJP, then each layer's VJP
+from the last to the first (`funcnn.layers`). `jax.grad` is never used here; it is the referee
+in `funcnn.gradcheck` and in the tests.
 """
 from __future__ import annotations
 
+import math as _math
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, lru_cache, partial
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
+from funcnn import layers as L
 from funcnn import rng
+from funcnn.backend import SMALL_X, transposed as _transposed  # noqa: F401 (re-exported)
 from funcnn.checks import InputError, InputTypeError, integer, real
 from funcnn.data import Dataset, check_dataset
+from funcnn.initializers import glorot, he, lecun, uniform, xavier  # noqa: F401 (re-exported)
+from funcnn.initializers import check_scheme
+from funcnn.layers import dense, dense_vjp  # noqa: F401 (re-exported)
 from funcnn.losses import Loss
-from funcnn.math import Activation
+from funcnn.math import Activation, identity
 
-Params = tuple   # tuple of {"w": f32[d_in, d_out], "b": f32[d_out]}, one per layer
-
-
-# --- init schemes: (key, d_in, d_out, dtype) -> {"w", "b"} ----------------------------------
-
-@dataclass(frozen=True)
-class uniform:
-    """w and b uniform in [-a, a] (the Clojure default, a = 0.5; DotCSV's, a = 1)."""
-    a: float = 0.5
-
-    def __post_init__(self):
-        real("a (the half-width of uniform(a))", self.a, positive=True)
-
-    def __call__(self, key, d_in, d_out, dtype):
-        k_w, k_b = jax.random.split(key)
-        return {"w": rng.uniform(k_w, (d_in, d_out), -self.a, self.a, dtype),
-                "b": rng.uniform(k_b, (d_out,), -self.a, self.a, dtype)}
+Params = tuple   # one entry per layer of the network's serial
 
 
-@dataclass(frozen=True)
-class glorot:
-    """Xavier/Glorot uniform: w in [-s, s], s = sqrt(6 / (d_in + d_out)); b = 0."""
+# --- the descriptions ------------------------------------------------------------------------
 
-    def __call__(self, key, d_in, d_out, dtype):
-        s = (6.0 / (d_in + d_out)) ** 0.5
-        return {"w": rng.uniform(key, (d_in, d_out), -s, s, dtype), "b": jnp.zeros(d_out, dtype)}
+class _Net:
+    """What every network description shares; a subclass gives `layer`, `input_shape`, `loss`."""
 
+    @property
+    def output_shape(self) -> tuple:
+        return tuple(self.layer.shape(self.input_shape))
 
-xavier = glorot
+    @property
+    def output_activation(self) -> Activation:
+        """The activation that makes the output (identity if the last layer has none)."""
+        last = self.layer.layers[-1] if isinstance(self.layer, L.Serial) else self.layer
+        act = getattr(last, "act", None)
+        return act if isinstance(act, Activation) else identity
 
-
-@dataclass(frozen=True)
-class he:
-    """He normal, for ReLU: w ~ N(0, 2 / d_in); b = 0."""
-
-    def __call__(self, key, d_in, d_out, dtype):
-        w = jax.random.normal(key, (d_in, d_out), dtype) * (2.0 / d_in) ** 0.5
-        return {"w": w, "b": jnp.zeros(d_out, dtype)}
+    def summary(self) -> str:
+        """The layers one a line, with output shapes and parameter counts (Keras's summary)."""
+        layers = self.layer.layers if isinstance(self.layer, L.Serial) else (self.layer,)
+        shapes = (self.layer.shapes(self.input_shape) if isinstance(self.layer, L.Serial)
+                  else [self.output_shape])
+        params = jax.eval_shape(lambda: init(jax.random.key(0), self))
+        params = params if isinstance(self.layer, L.Serial) else (params,)
+        rows = [(f"{i}: {layer!r}", str(shape), sum(_math.prod(v.shape) for v in
+                                                 jax.tree.leaves(p)))
+                for i, (layer, shape, p) in enumerate(zip(layers, shapes, params))]
+        w0 = max(len(r[0]) for r in rows + [("layer", "", 0)])
+        w1 = max(len(r[1]) for r in rows + [("", "output", 0)])
+        lines = [f"{'layer':<{w0}}  {'output':<{w1}}  params",
+                 f"{'input':<{w0}}  {str(tuple(self.input_shape)):<{w1}}"]
+        lines += [f"{a:<{w0}}  {b:<{w1}}  {c:,}" for a, b, c in rows]
+        lines.append(f"total {sum(r[2] for r in rows):,} numbers; loss {self.loss}")
+        return "\n".join(lines)
 
 
 @dataclass(frozen=True)
-class lecun:
-    """`randn / sqrt(fan_in)` (seed 2's init, LeCun normal): w ~ N(0, 1 / d_in); b = 0."""
+class Network(_Net):
+    layer: L.Layer            # usually a serial of layers
+    input_shape: tuple        # one example's shape: (784,), (28, 28, 1), ...
+    loss: Loss                # of the output and the labels
 
-    def __call__(self, key, d_in, d_out, dtype):
-        w = jax.random.normal(key, (d_in, d_out), dtype) / d_in ** 0.5
-        return {"w": w, "b": jnp.zeros(d_out, dtype)}
+    def __repr__(self) -> str:
+        return f"network({self.layer!r}, input {self.input_shape}, {self.loss})"
 
 
-# --- the description -------------------------------------------------------------------------
+def network(layer, input_shape, loss: Loss) -> Network:
+    """Describe a network: `layer` (a `serial` of layers, usually) on inputs of `input_shape`
+    (one example's shape, no batch axis), trained on `loss`. Shapes are checked here, layer by
+    layer, so a mistake is named before anything compiles:
+
+        net = network(serial(Dense(128), relu, Dense(10)), input_shape=(784,),
+                      loss=softmax_cross_entropy)
+    """
+    layer = L.as_layer(layer, "layer")
+    shape = (input_shape,) if isinstance(input_shape, int) else input_shape
+    try:
+        shape = tuple(integer("input_shape", s, 1) for s in shape)
+    except (InputError, InputTypeError, TypeError):
+        raise InputError(f"input_shape must be one example's shape, positive ints like (784,) "
+                         f"or (28, 28, 1); got {input_shape!r}") from None
+    if not isinstance(loss, Loss):
+        raise InputTypeError(f"loss must be a loss such as funcnn.losses.mse, got "
+                             f"{type(loss).__name__}")
+    out = tuple(layer.shape(shape))
+    if len(out) != 1:
+        raise InputError(f"the network's output is {out} per example, but a loss compares a "
+                         f"flat output (k,) with one-hot labels; end with Flatten() and a "
+                         f"Dense(k)")
+    return Network(layer, shape, loss)
+
 
 @dataclass(frozen=True)
-class MLP:
+class MLP(_Net):
+    """The Clojure project's record: dense layers, one activation for every hidden layer."""
     sizes: tuple[int, ...]    # (d_in, hidden..., d_out)
     hidden: Activation        # after every layer but the last
     output: Activation        # after the last layer
@@ -88,6 +123,15 @@ class MLP:
     @property
     def activations(self) -> tuple[Activation, ...]:
         return (self.hidden,) * (len(self.sizes) - 2) + (self.output,)
+
+    @cached_property
+    def layer(self) -> L.Serial:        # a Dense that carries its activation, per layer
+        return L.serial(*(L.Dense(d, act, self.init)
+                          for d, act in zip(self.sizes[1:], self.activations, strict=True)))
+
+    @property
+    def input_shape(self) -> tuple:
+        return (self.sizes[0],)
 
 
 def mlp(sizes: Sequence[int], hidden: Activation, output: Activation, loss: Loss,
@@ -111,26 +155,13 @@ def mlp(sizes: Sequence[int], hidden: Activation, output: Activation, loss: Loss
                             f"got {type(act).__name__}")
     if not isinstance(loss, Loss):
         raise InputTypeError(f"loss must be a loss such as funcnn.losses.mse, got {type(loss).__name__}")
-    _check_init(init)
+    check_scheme(init)
     return MLP(sizes, hidden, output, loss, init)
-
-
-def _check_init(init) -> None:
-    """Try the scheme on shapes alone (nothing runs): it must make {"w": [2, 3], "b": [3]}."""
-    want = {"w": (2, 3), "b": (3,)}
-    try:
-        got = jax.eval_shape(lambda: init(jax.random.key(0), 2, 3, jnp.float32))
-        ok = isinstance(got, dict) and {n: v.shape for n, v in got.items()} == want
-    except Exception:
-        ok = False
-    if not ok:
-        raise InputTypeError(f"init must be a scheme such as funcnn.model.uniform(0.5): a "
-                             f"function (key, d_in, d_out, dtype) -> {{'w', 'b'}}; got {init!r}")
 
 
 # --- numbers ---------------------------------------------------------------------------------
 
-def init(key: rng.Key, net: MLP, dtype=jnp.float32) -> Params:
+def init(key: rng.Key, net, dtype=jnp.float32) -> Params:
     """Draw the parameters: one key per layer, split from `key` in order."""
     _check_net(net)
     return _init(rng.check_key(key), net, jnp.dtype(dtype))
@@ -138,59 +169,41 @@ def init(key: rng.Key, net: MLP, dtype=jnp.float32) -> Params:
 
 @partial(jax.jit, static_argnums=(1, 2))          # one compile per network, not one per draw
 def _init(key, net, dtype):
-    keys = jax.random.split(key, len(net.sizes) - 1)
-    return tuple(net.init(k, d_in, d_out, dtype)
-                 for k, d_in, d_out in zip(keys, net.sizes[:-1], net.sizes[1:], strict=True))
+    return net.layer.init(key, net.input_shape, dtype)
 
 
-def dense(p, x):
-    """x: f32[n, d_in], p["w"]: f32[d_in, d_out], p["b"]: f32[d_out] -> z: f32[n, d_out]."""
-    return x @ p["w"] + p["b"][None, :]           # b broadcast over the n rows
-
-
-def dense_vjp(p, x, g):
-    """g = dL/dz: f32[n, d_out] -> (dL/dp shaped like p, dL/dx: f32[n, d_in])."""
-    # z = x W + b  =>  dL/dW = x^T g,  dL/db = sum over rows of g,  dL/dx = g W^T
-    return {"w": _transposed(x) @ g, "b": g.sum(axis=0)}, g @ p["w"].T
-
-
-SMALL_X = 16_384   # elements: an x up to this size is transposed by a copy (see _transposed)
-
-
-def _transposed(x):
-    """x.T, copied out when x is small. XLA folds a transpose into the matmul reading it, and
-    its CPU backend then gives x^T g to a general routine (YNNPACK, its fast one, takes only
-    untransposed operands) that is slow on small and batched products: it took half the time
-    of training 256 Clojure networks at once. A copy of a small x costs less; of
-    Fashion-MNIST's 128 x 784 batch, more. The barrier only keeps XLA from folding it away."""
-    return lax.optimization_barrier(x.T) if x.size <= SMALL_X else x.T
-
-
-def forward(net: MLP, params: Params, x: jax.Array) -> jax.Array:
-    """The network's output for `x: f32[n, d_in]` -> `f32[n, d_out]`."""
+def forward(net, params: Params, x: jax.Array, *, train: bool = False, key=None) -> jax.Array:
+    """The network's output for `x: f32[n, *input_shape]` -> `f32[n, k]`. Evaluates unless
+    `train=True` (then dropout draws from `key` and BatchNorm uses the batch's statistics)."""
     check_params(net, params)
     _check_x(net, x)
-    return _forward(net, params, x)
+    return _forward(net, params, x, _check_mode(net, train, key), train=bool(train))
 
 
-def loss(net: MLP, params: Params, batch: Dataset, w: jax.Array | None = None) -> jax.Array:
+def loss(net, params: Params, batch: Dataset, w: jax.Array | None = None, *,
+         train: bool = False, key=None) -> jax.Array:
     """The mean loss over `batch` (weighted by `w: f32[n]` if given; 0 drops a row)."""
     check_params(net, params)
     check_batch(net, batch)
-    return _loss(net, params, batch, _weights(w, batch))
+    return _loss(net, params, batch, _weights(w, batch), _check_mode(net, train, key),
+                 train=bool(train))
 
 
-def value_and_grads(net: MLP, params: Params, batch: Dataset,
-                    w: jax.Array | None = None) -> tuple[jax.Array, Params, jax.Array]:
-    """Backpropagation by hand: (loss, dL/dparams shaped like params, output a: f32[n, d_out])."""
+def value_and_grads(net, params: Params, batch: Dataset, w: jax.Array | None = None, *,
+                    train: bool = True, key=None) -> tuple[jax.Array, Params, jax.Array]:
+    """Backpropagation by hand: (loss, dL/dparams shaped like params, output: f32[n, k]).
+    Trains by default: dropout from `key`, BatchNorm's batch statistics (whose running
+    statistics get a zero gradient)."""
     check_params(net, params)
     check_batch(net, batch)
-    return _value_and_grads(net, params, batch, _weights(w, batch))
+    return _value_and_grads(net, params, batch, _weights(w, batch),
+                            _check_mode(net, train, key), train=bool(train))
 
 
-def grads(net: MLP, params: Params, batch: Dataset, w: jax.Array | None = None) -> Params:
+def grads(net, params: Params, batch: Dataset, w: jax.Array | None = None, *,
+          train: bool = True, key=None) -> Params:
     """dL/dparams by hand-written backpropagation, the same tree as `params`."""
-    return value_and_grads(net, params, batch, w)[1]
+    return value_and_grads(net, params, batch, w, train=train, key=key)[1]
 
 
 def sgd(params: Params, g: Params, lr) -> Params:
@@ -198,104 +211,167 @@ def sgd(params: Params, g: Params, lr) -> Params:
     return jax.tree.map(lambda p, d: (p - lr * d).astype(p.dtype), params, g)
 
 
-def grad_step(net: MLP, params: Params, batch: Dataset, lr,
-              w: jax.Array | None = None) -> tuple[Params, jax.Array]:
-    """One step of gradient descent on `batch`. Returns (new params, the loss before it)."""
+def grad_step(net, params: Params, batch: Dataset, lr, w: jax.Array | None = None, *,
+              train: bool = True, key=None) -> tuple[Params, jax.Array]:
+    """One step of gradient descent on `batch`. Returns (new params, the loss before it).
+    BatchNorm's running statistics move with the batch's (they take no gradient step)."""
     check_params(net, params)
     check_batch(net, batch)
     check_lr(lr)
-    return _grad_step(net, params, batch, _weights(w, batch), lr)
+    return _grad_step(net, params, batch, _weights(w, batch), lr,
+                      _check_mode(net, train, key), train=bool(train))
+
+
+def backprop(net, params, batch, w, key=None, train=True):
+    """(loss, dL/dparams, output, caches): the forward pass keeping each layer's cache, the
+    loss's VJP, then the layers' VJPs from the last to the first. `caches` is what
+    `update_state` needs to move running statistics after a step."""
+    out, caches = net.layer.apply(params, batch.x, train, key)       # forward, with the tape
+    g = net.loss.vjp(out, batch.y, w)                                # dL/d(output)
+    d_params, _ = net.layer.vjp(params, caches, g)                   # back through the layers
+    return net.loss.fn(out, batch.y, w), d_params, out, caches
+
+
+def update_state(net, params, new_params, caches):
+    """After an optimizer moved `params` to `new_params`: set the state that takes no
+    gradient (BatchNorm's running statistics) from this step's batch."""
+    return net.layer.update_state(params, new_params, caches)
 
 
 # --- the computations, once the checks above have passed --------------------------------------
-# Each is compiled once per network and shape (the network is a static argument), so a call
-# in a REPL runs one program rather than dozens of single operations; inside a caller's
+# Each is compiled once per network, mode and shape (the network is a static argument), so a
+# call in a REPL runs one program rather than dozens of single operations; inside a caller's
 # jit, vmap or grad they are inlined like any other function.
 
-@partial(jax.jit, static_argnums=0)
-def _forward(net, params, x):
-    a = x
-    for p, act in zip(params, net.activations, strict=True):
-        a = act.fn(dense(p, a))                                        # a = act(x W + b)
-    return a
+EVAL_FLOATS = 1 << 25   # evaluation splits its rows so one piece needs at most this many floats
 
 
-@partial(jax.jit, static_argnums=0)
-def _loss(net, params, batch, w):
-    return net.loss.fn(_forward(net, params, batch.x), batch.y, w)
+@partial(jax.jit, static_argnames=("net", "train"))
+def _forward(net, params, x, key=None, *, train=False):
+    rows = max(1, EVAL_FLOATS // net.layer.workspace(net.input_shape))
+    if train or x.shape[0] <= rows:
+        return net.layer.apply(params, x, train, key)[0]
+    # a big evaluation (10,000 images through a convolution's patches) in pieces of `rows`
+    n = x.shape[0]
+    pieces = -(-n // rows)
+    x = jnp.concatenate([x, jnp.zeros((pieces * rows - n, *x.shape[1:]), x.dtype)])
+    out = lax.map(lambda xs: net.layer.apply(params, xs, False, None)[0],
+                  x.reshape(pieces, rows, *x.shape[1:]))
+    return out.reshape(pieces * rows, *out.shape[2:])[:n]
 
 
-@partial(jax.jit, static_argnums=0)
-def _value_and_grads(net, params, batch, w):
-    # forward, keeping each layer's input x, pre-activation z and activation a
-    tape, a = [], batch.x
-    for p, act in zip(params, net.activations, strict=True):
-        x_in, z = a, dense(p, a)
-        a = act.fn(z)
-        tape.append((x_in, z, a))
-    out = a
-    # backward: start from the loss, walk the layers from the last to the first
-    g = net.loss.vjp(out, batch.y, w)                                  # dL/da of the last layer
-    d_params = [None] * len(params)
-    for i in reversed(range(len(params))):
-        x_in, z, a = tape[i]
-        g = net.activations[i].vjp(z, a, g)                            # dL/da -> dL/dz
-        d_params[i], g = dense_vjp(params[i], x_in, g)                 # dL/dz -> dL/dp, dL/dx
-    return net.loss.fn(out, batch.y, w), tuple(d_params), out
+@partial(jax.jit, static_argnames=("net", "train"))
+def _loss(net, params, batch, w, key=None, *, train=False):
+    return net.loss.fn(_forward(net, params, batch.x, key, train=train), batch.y, w)
 
 
-@partial(jax.jit, static_argnums=0)
-def _grad_step(net, params, batch, w, lr):
-    value, g, _ = _value_and_grads(net, params, batch, w)
-    return sgd(params, g, lr), value
+@partial(jax.jit, static_argnames=("net", "train"))
+def _value_and_grads(net, params, batch, w, key=None, *, train=True):
+    return backprop(net, params, batch, w, key, train)[:3]
+
+
+@partial(jax.jit, static_argnames=("net", "train"))
+def _grad_step(net, params, batch, w, lr, key=None, *, train=True):
+    value, g, _, caches = backprop(net, params, batch, w, key, train)
+    return update_state(net, params, sgd(params, g, lr), caches), value
 
 
 # --- checks: shapes only, so they run the same on arrays and under jit/vmap -----------------
 
 def _check_net(net) -> None:
-    if not isinstance(net, MLP):
-        raise InputTypeError(f"net must be a network description from funcnn.model.mlp(...), "
-                        f"got {type(net).__name__}")
+    if not isinstance(net, _Net):
+        raise InputTypeError(f"net must be a network description from funcnn.model.network(...) "
+                             f"or funcnn.model.mlp(...), got {type(net).__name__}")
 
 
-def check_params(net: MLP, params) -> None:
-    """Raise a ValueError naming the leaf if `params` does not fit `net`."""
+def _check_mode(net, train, key):
+    """The key dropout draws from, checked; a network that needs one and has none is refused."""
+    if not isinstance(train, (bool, int)) or isinstance(train, jax.core.Tracer):
+        raise InputTypeError(f"train must be True or False, got {train!r}")
+    if key is None:
+        if train and net.layer.needs_key:
+            raise InputError(f"{net!r} has Dropout: training it draws a mask, so it needs "
+                             "key=jax.random.key(seed) (or pass train=False to evaluate)")
+        return None
+    return rng.check_key(key)
+
+
+def _layer_at(net, i):
+    layers = net.layer.layers if isinstance(net.layer, L.Serial) else (net.layer,)
+    return f"layer {i} ({layers[i]!r})" if i < len(layers) else f"layer {i}"
+
+
+def check_params(net, params) -> None:
+    """Raise a ValueError naming the leaf and its layer if `params` does not fit `net`."""
     _check_net(net)
-    layers = len(net.sizes) - 1
-    if not isinstance(params, (tuple, list)) or len(params) != layers:
+    want = _param_shapes(net, jnp.float32)
+    serial = isinstance(net.layer, L.Serial)
+    if serial and (not isinstance(params, (tuple, list)) or len(params) != len(want)):
         found = len(params) if isinstance(params, (tuple, list)) else type(params).__name__
-        raise InputError(f"params must be a tuple of {layers} layers for {net}, got {found}; "
-                         "make them with funcnn.model.init(key, net)")
-    for i, (p, d_in, d_out) in enumerate(zip(params, net.sizes[:-1], net.sizes[1:])):
-        if not isinstance(p, dict) or set(p) != {"w", "b"}:
-            raise InputError(f"params[{i}] must be a dict with keys 'w' and 'b', got "
-                             f"{sorted(p) if isinstance(p, dict) else type(p).__name__}")
-        for leaf, want in (("w", (d_in, d_out)), ("b", (d_out,))):
-            got = tuple(getattr(p[leaf], "shape", ()))
-            if got != want:
-                raise InputError(f"params[{i}]['{leaf}'] has shape {got} but {net} needs "
-                                 f"{want}; were these params made for another network?")
+        raise InputError(f"params must be a tuple of {len(want)} layers for {net!r}, got "
+                         f"{found}; make them with funcnn.model.init(key, net)")
+    for i, (p, w) in enumerate(zip(params, want) if serial else [(params, want)]):
+        where = _layer_at(net, i)
+        got_tree, want_tree = jax.tree.structure(p), jax.tree.structure(w)
+        if got_tree != want_tree:
+            keys = lambda t: (sorted(t) if isinstance(t, dict) else
+                              "() (it has no numbers)" if t == () else type(t).__name__)
+            raise InputError(f"params[{i}] must be {keys(w)} for {where}, got {keys(p)}; "
+                             "were these params made for another network?")
+        for path, shape in _in_order(w):          # w first: its shape says most
+            leaf = p
+            for k in path:
+                leaf = leaf[k]
+            got = tuple(getattr(leaf, "shape", ()))
+            if got != shape.shape:
+                raise InputError(f"params[{i}]{''.join(f'[{k!r}]' for k in path)} has shape "
+                                 f"{got} but {where} of {net!r} needs {shape.shape}; were these "
+                                 "params made for another network?")
 
 
-def _check_x(net: MLP, x, name: str = "x") -> None:
-    if getattr(x, "ndim", None) != 2:
-        raise InputError(f"{name} must be a 2-D array [n, {net.sizes[0]}], got shape "
+def _in_order(tree, path=()):
+    """(path, leaf) of nested dicts, tuples and lists in order (a dict's "w" first)."""
+    if isinstance(tree, dict):
+        items = sorted(tree.items(), key=lambda item: item[0] != "w")
+    elif isinstance(tree, (tuple, list)):
+        items = enumerate(tree)
+    else:
+        yield path, tree
+        return
+    for k, v in items:
+        yield from _in_order(v, (*path, k))
+
+
+@lru_cache(maxsize=256)
+def _param_shapes(net, dtype):
+    """The params' shapes for `net`: `init` traced once per network, never run."""
+    return jax.eval_shape(lambda: _init(jax.random.key(0), net, jnp.dtype(dtype)))
+
+
+def _check_x(net, x, name: str = "x") -> None:
+    shape = tuple(net.input_shape)
+    if getattr(x, "ndim", None) != 1 + len(shape):
+        raise InputError(f"{name} must be a {1 + len(shape)}-D array [n, "
+                         f"{', '.join(map(str, shape))}], got shape "
                          f"{getattr(x, 'shape', type(x).__name__)}")
-    if x.shape[1] != net.sizes[0]:
-        raise InputError(f"{name} has {x.shape[1]} features but the network expects {net.sizes[0]} "
-                         f"(sizes={list(net.sizes)}); build it with mlp([{x.shape[1]}, ...])")
+    if tuple(x.shape[1:]) != shape:
+        if len(shape) == 1:
+            raise InputError(f"{name} has {x.shape[1]} features but the network expects "
+                             f"{shape[0]}; build it for input_shape=({x.shape[1]},)")
+        raise InputError(f"{name} holds examples of shape {tuple(x.shape[1:])} but the network "
+                         f"expects {shape}")
 
 
-def check_batch(net: MLP, batch, name: str = "batch") -> None:
+def check_batch(net, batch, name: str = "batch") -> None:
     """Raise if `batch` is not a usable Dataset (see `data.check_dataset`: rows, NaN/Inf,
     one-hot) whose x and y fit the network's input and output."""
     check_dataset(batch, name)
     x, y = batch
     _check_x(net, x, f"{name}.x")
-    if y.shape[1] != net.sizes[-1]:
+    k = net.output_shape[0]
+    if y.shape[1] != k:
         raise InputError(f"{name}.y is {y.shape[1]} wide (one-hot) but the network has "
-                         f"{net.sizes[-1]} outputs (sizes={list(net.sizes)}); make the last "
-                         f"size {y.shape[1]}")
+                         f"{k} outputs; make the last layer {y.shape[1]} wide")
 
 
 def check_lr(lr) -> None:

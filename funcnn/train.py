@@ -30,10 +30,11 @@ class TrainingDiverged(FloatingPointError):
         self.params, self.history = params, history
 
 
-def fit(key: rng.Key, net: model.MLP, params: model.Params, train: Dataset,
+def fit(key: rng.Key, net, params: model.Params, train: Dataset,
         test: Dataset | None = None, *, epochs: int = 20, lr=None, batch_size: int = 16,
-        optimizer=None, probe=None, mesh=None,
-        verbose: bool | int = True) -> tuple[model.Params, dict[str, jax.Array]]:
+        optimizer=None, probe=None, mesh=None, verbose: bool | int = True,
+        progress_every: int = 0, state=None, start_epoch: int = 0,
+        return_state: bool = False):
     """Train `params` with mini-batch SGD; return the new params and the per-epoch history.
 
     Plain SGD with `lr` (default 0.5) unless `optimizer` is given (`funcnn.optim.adam(1e-3)`,
@@ -44,8 +45,17 @@ def fit(key: rng.Key, net: model.MLP, params: model.Params, train: Dataset,
     mesh's devices along its rows (padded with weight-0 rows to a multiple of the device
     count), the params are replicated, and XLA inserts the all-reduce of the gradients.
 
+    Training mode throughout: dropout draws a new mask every step (from a key split off the
+    epoch's key), BatchNorm normalises with the batch's statistics and its running statistics
+    follow them after every step (no optimizer moves them). Evaluation of `test` after each
+    epoch uses the running statistics and no dropout.
+
     history: `train_loss`, `train_accuracy` (means over the epoch's batches, before each
     step), and with `test`, `test_loss`, `test_accuracy` (after the epoch): each `f32[epochs]`.
+    `progress_every=N` also prints a line every N steps within an epoch (for long epochs).
+    To go on where a run stopped: `return_state=True` returns (params, history, optimizer
+    state); pass that state back with `state=` and `start_epoch=` the epochs already run, and
+    the same `key`: the two calls give bitwise the same params as one call of all the epochs.
     A batch_size larger than the data means full-batch descent; the data are cast to the
     params' dtype. Raises `TrainingDiverged` if a loss turns NaN or Inf.
     Under an outer `jax.vmap` (one network per key) or `jax.jit` it prints nothing and cannot
@@ -55,17 +65,20 @@ def fit(key: rng.Key, net: model.MLP, params: model.Params, train: Dataset,
     train, test, lr = _check_fit_args(net, params, train, test, epochs, lr, batch_size,
                                       optimizer, probe)
     mesh = _check_mesh(mesh)
+    start_epoch = integer("start_epoch", start_epoch, 0)
+    state = _check_state(optimizer, params, state)
     traced = any(isinstance(v, jax.core.Tracer) for v in [key, *jax.tree.leaves(params)])
-    _PROGRESS.start = time.perf_counter()
-    new_params, history = _fit(key, params, train, test, lr, net=net, epochs=epochs,
-                               batch_size=min(batch_size, train.x.shape[0]),
-                               optimizer=optimizer, probe=probe, mesh=mesh,
-                               verbose=0 if traced else _every(verbose), members=False)
+    every = 0 if traced else _every(verbose)
+    new_params, history, state = _fit(
+        key, params, state, train, test, lr, _clock(), net=net, epochs=epochs,
+        start_epoch=start_epoch, batch_size=min(batch_size, train.x.shape[0]),
+        optimizer=optimizer, probe=probe, mesh=mesh, verbose=every, members=False,
+        progress_every=integer("progress_every", progress_every, 0) if every else 0)
     _raise_if_diverged(new_params, history, lr)
-    return new_params, history
+    return (new_params, history, state) if return_state else (new_params, history)
 
 
-def fit_many(keys: jax.Array, net: model.MLP, params: model.Params, train: Dataset,
+def fit_many(keys: jax.Array, net, params: model.Params, train: Dataset,
              test: Dataset | None = None, *, epochs: int = 20, lr=None, batch_size: int = 16,
              optimizer=None, probe=None,
              verbose: bool | int = True) -> tuple[model.Params, dict[str, jax.Array]]:
@@ -86,11 +99,12 @@ def fit_many(keys: jax.Array, net: model.MLP, params: model.Params, train: Datas
     member = jax.tree.map(lambda v: v[0], params)
     train, test, lr = _check_fit_args(net, member, train, test, epochs, lr, batch_size,
                                       optimizer, probe)
-    _PROGRESS.start = time.perf_counter()
-    new_params, history = _fit(keys, params, train, test, lr, net=net, epochs=epochs,
-                               batch_size=min(batch_size, train.x.shape[0]),
-                               optimizer=optimizer, probe=probe, mesh=None,
-                               verbose=_every(verbose), members=True)
+    state = () if optimizer is None else jax.vmap(optimizer.init)(params)
+    new_params, history, _ = _fit(keys, params, state, train, test, lr, _clock(), net=net,
+                                  epochs=epochs, start_epoch=0,
+                                  batch_size=min(batch_size, train.x.shape[0]),
+                                  optimizer=optimizer, probe=probe, mesh=None,
+                                  verbose=_every(verbose), members=True, progress_every=0)
     _raise_if_diverged(new_params, history, lr)
     return new_params, history
 
@@ -100,69 +114,82 @@ def epoch_keys(key: rng.Key, epochs: int) -> jax.Array:
     return jax.random.split(key, epochs)
 
 
-@partial(jax.jit, static_argnames=("net", "epochs", "batch_size", "optimizer", "probe", "mesh",
-                                   "verbose", "members"))
-def _fit(key, params, train, test, lr, *, net, epochs, batch_size, optimizer, probe, mesh,
-         verbose, members):
+@partial(jax.jit, static_argnames=("net", "epochs", "start_epoch", "batch_size", "optimizer",
+                                   "probe", "mesh", "verbose", "members", "progress_every"))
+def _fit(key, params, state, train, test, lr, clock, *, net, epochs, start_epoch, batch_size,
+         optimizer, probe, mesh, verbose, members, progress_every):
     n = train.x.shape[0]
     devices = 1 if mesh is None else mesh.size
     width = -(-batch_size // devices) * devices                 # rows per batch, padded
     full = width == n                                           # full-batch descent
+    steps = 1 if full else -(-n // batch_size)
+    dropout = net.layer.needs_key                               # a key per step, for masks
+    impl = jax.random.key_impl(key)
 
-    def batch_step(carry, batch_rows):
+    def batch_step(carry, inputs):
         params, state = carry                                   # state: the optimizer's
-        rows, w = batch_rows                                    # i32[width], f32[width]
+        step, rows, w, key_data = inputs                        # i32[width], f32[width]
+        key = None if key_data is None else jax.random.wrap_key_data(key_data, impl=impl)
         batch = train if full else Dataset(train.x[rows], train.y[rows])   # gather on device
         if mesh is not None:                                    # rows split over the devices
             batch, w, params = _data_parallel(mesh, batch, w, params)
-        loss, g, out = model.value_and_grads(net, params, batch, w)
-        params, state = _update(params, state, g, lr, optimizer)
+        # forward and backward by hand, then the optimizer's step, then the running statistics
+        loss, g, out, caches = model.backprop(net, params, batch, w, key, train=True)
+        new_params, state = _update(params, state, g, lr, optimizer)
+        params = model.update_state(net, params, new_params, caches)
         real = w.sum()                                          # rows that are not padding
+        if progress_every and not members:                      # a line every N steps
+            lax.cond(step % progress_every == 0, lambda: jax.debug.callback(
+                partial(_print_step, steps, net.loss.name), step, loss, clock, ordered=True),
+                lambda: None)
         return (params, state), (loss * real, metrics.accuracy(out, batch.y, w) * real)
 
     def train_epoch(carry, key):
+        if dropout:                                             # the shuffle's key, the masks'
+            key, k_masks = jax.random.split(key)
+            masks = jax.random.key_data(jax.random.split(k_masks, steps))
+        else:
+            masks = None                                        # (the same shuffle as before)
         if full:                                                # one batch of every row:
             rows, w = jnp.arange(n)[None, :], jnp.ones((1, n), train.x.dtype)   # no shuffle
         else:
             rows, w = data.batches(key, n, batch_size, train.x.dtype, width)   # a new shuffle
-        carry, (loss_sums, correct) = lax.scan(batch_step, carry, (rows, w))
+        carry, (loss_sums, correct) = lax.scan(
+            batch_step, carry, (jnp.arange(1, steps + 1), rows, w, masks))
         params = carry[0]
         history = {"train_loss": loss_sums.sum() / n, "train_accuracy": correct.sum() / n}
         if test is not None:                                    # evaluate after the epoch
-            out = model.forward(net, params, test.x)
+            out = model.forward(net, params, test.x)            # running statistics, no dropout
             history["test_loss"] = net.loss.fn(out, test.y, jnp.ones(test.x.shape[0], out.dtype))
             history["test_accuracy"] = metrics.accuracy(out, test.y)
         if probe is not None:
             history["probe"] = probe(params)
         return carry, history
 
-    def init_state(params):
-        return () if optimizer is None else optimizer.init(params)
-
-    if members:                                                 # many networks, one program
-        train_epoch, init_state = jax.vmap(train_epoch), jax.vmap(init_state)
-        keys = jax.vmap(epoch_keys, in_axes=(0, None), out_axes=1)(key, epochs)  # [epochs, m]
+    all_epochs = start_epoch + epochs                           # split(key, m)[:k] is
+    if members:                                                 # split(key, k): a run resumed
+        train_epoch = jax.vmap(train_epoch)                     # at start_epoch goes on alike
+        keys = jax.vmap(epoch_keys, in_axes=(0, None), out_axes=1)(key, all_epochs)  # [epochs, m]
     else:
-        keys = epoch_keys(key, epochs)                          # [epochs]
+        keys = epoch_keys(key, all_epochs)                      # [epochs]
+    keys = keys[start_epoch:]
 
     # The keys enter the scan as raw data and are wrapped again inside: jax's key-reuse
     # checker (jax_debug_key_reuse) wrongly reports typed keys passed as scan inputs under vmap.
-    impl = jax.random.key_impl(key)
-
     def epoch_step(carry, inputs):
         i, key_data = inputs
         carry, history = train_epoch(carry, jax.random.wrap_key_data(key_data, impl=impl))
         if verbose:                                             # one host call per epoch
             printed = {k: v for k, v in history.items() if k != "probe"}
-            jax.debug.callback(partial(_print_epoch, epochs, verbose, net.loss.name), i,
-                               printed, ordered=True)
+            jax.debug.callback(partial(_print_epoch, all_epochs, verbose, net.loss.name), i,
+                               printed, clock, ordered=True)
         return carry, history
 
-    epochs_in = (jnp.arange(1, epochs + 1), jax.random.key_data(keys))
-    (params, _), history = lax.scan(epoch_step, (params, init_state(params)), epochs_in)
+    epochs_in = (jnp.arange(start_epoch + 1, all_epochs + 1), jax.random.key_data(keys))
+    (params, state), history = lax.scan(epoch_step, (params, state), epochs_in)
     if members:                                                 # [epochs, m, ...] -> [m, epochs, ...]
         history = jax.tree.map(lambda v: jnp.swapaxes(v, 0, 1), history)
-    return params, history
+    return params, history, state
 
 
 def _data_parallel(mesh, batch, w, params):
@@ -194,7 +221,7 @@ def _update(params, state, g, lr, optimizer):
     return optim.apply_updates(params, updates), state          # p <- p + u
 
 
-def fit_steps(key: rng.Key, net: model.MLP, params: model.Params, train: Dataset, *,
+def fit_steps(key: rng.Key, net, params: model.Params, train: Dataset, *,
               steps: int, batch_size: int = 64, lr=None, optimizer=None, state=None):
     """Seed 3's loop: `steps` gradient steps, each on a mini-batch drawn at random (with
     replacement) from `train`, compiled as one `lax.scan`. Returns (params, optimizer state,
@@ -215,9 +242,15 @@ def _fit_steps(key, params, state, train, lr, *, net, steps, batch_size, optimiz
     def step(carry, key_data):
         params, state = carry
         key = jax.random.wrap_key_data(key_data, impl=impl)     # (see _fit on raw key data)
+        k_mask = None
+        if net.layer.needs_key:                                 # dropout: a key for the masks
+            key, k_mask = jax.random.split(key)
         rows = jax.random.randint(key, (batch_size,), 0, train.x.shape[0])
-        loss, g, _ = model.value_and_grads(net, params, Dataset(train.x[rows], train.y[rows]))
-        return _update(params, state, g, lr, optimizer), loss
+        batch = Dataset(train.x[rows], train.y[rows])
+        loss, g, _, caches = model.backprop(net, params, batch, jnp.ones(batch_size, train.x.dtype),
+                                            k_mask, train=True)
+        new_params, state = _update(params, state, g, lr, optimizer)
+        return (model.update_state(net, params, new_params, caches), state), loss
 
     keys = jax.random.key_data(jax.random.split(key, steps))
     (params, state), losses = lax.scan(step, (params, state), keys)
@@ -226,11 +259,15 @@ def _fit_steps(key, params, state, train, lr, *, net, steps, batch_size, optimiz
 
 # --- progress --------------------------------------------------------------------------------
 
-class _Progress:
-    start = 0.0   # set by fit just before the compiled run; read by the per-epoch callback
+def _clock() -> np.ndarray:
+    """Now, as u32[2] (high and low words of perf_counter_ns): an argument of the compiled
+    run, so its progress lines count from the call that started it (no module state)."""
+    return np.array(divmod(time.perf_counter_ns(), 1 << 32), np.uint32)
 
 
-_PROGRESS = _Progress()
+def _elapsed(clock) -> float:
+    hi, lo = (int(v) for v in np.asarray(clock))
+    return (time.perf_counter_ns() - (hi << 32 | lo)) / 1e9
 
 
 def _every(verbose) -> int:
@@ -238,7 +275,13 @@ def _every(verbose) -> int:
     return int(verbose) if isinstance(verbose, bool) else integer("verbose", verbose, 0)
 
 
-def _print_epoch(epochs, every, loss_name, i, history):
+def _print_step(steps, loss_name, step, loss, clock):
+    """Host side of the every-N-steps callback, within a long epoch."""
+    print(f"  step {int(step):>{len(str(steps))}}/{steps}  batch {loss_name} "
+          f"{float(loss):.4f}  ({_elapsed(clock):.1f} s)", flush=True)
+
+
+def _print_epoch(epochs, every, loss_name, i, history, clock):
     """Host side of the per-epoch callback: one line, test numbers first as in the original."""
     if int(i) % every and int(i) != epochs:
         return                                  # between two printed epochs: nothing to say
@@ -251,7 +294,7 @@ def _print_epoch(epochs, every, loss_name, i, history):
             parts.append(f"{label} {v.mean():.4f} [{v.min():.4f}, {v.max():.4f}]")
         else:
             parts.append(f"{label} {float(v):.4f}")
-    parts.append(f"({time.perf_counter() - _PROGRESS.start:.2f} s)")
+    parts.append(f"({_elapsed(clock):.2f} s)")
     if not all(np.isfinite(np.asarray(v)).all() for v in history.values()):
         parts.append("<- NaN or Inf: training diverged; lower lr")
     print("  ".join(parts), flush=True)
@@ -285,6 +328,19 @@ def _check_fit_args(net, params, train, test, epochs, lr, batch_size, optimizer,
         lr = np.asarray(lr, dtype)              # has the same abstract type, so no recompile
     cast = lambda ds: Dataset(jnp.asarray(ds.x, dtype), jnp.asarray(ds.y, dtype))
     return cast(train), None if test is None else cast(test), lr
+
+
+def _check_state(optimizer, params, state):
+    """The optimizer state to start from: a fresh one, or one a previous call returned."""
+    fresh = () if optimizer is None else optimizer.init(params)
+    if state is None:
+        return fresh
+    if jax.tree.structure(state) != jax.tree.structure(fresh) or any(
+            getattr(a, "shape", None) != getattr(b, "shape", None)
+            for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(fresh))):
+        raise InputError(f"state does not fit {optimizer!r} and these params; pass the state "
+                         "that fit(..., return_state=True) returned for the same optimizer")
+    return state
 
 
 def _raise_if_diverged(params, history, lr) -> None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -18,6 +19,7 @@ import pytest
 
 import funcnn as fn
 from funcnn import io as fio
+from funcnn import layers as L
 from funcnn.checks import InputError, InputTypeError
 
 
@@ -335,3 +337,259 @@ def test_float64_checkpoint_needs_x64_to_load_without_loss(tmp_path, x64):
     assert_bitwise(fio.load(p), p64)
     jax.config.update("jax_enable_x64", False)
     refused(p, None, "float64", "jax_enable_x64")
+
+
+# --- networks of layers ------------------------------------------------------------------------
+
+def test_an_mlp_header_keeps_its_format(saved):
+    assert fio.info(saved)["net"] == {"sizes": [2, 8, 2], "hidden": "sigmoid",
+                                      "output": "sigmoid", "loss": "mse",
+                                      "init": {"scheme": "uniform", "a": 0.5}}
+
+
+@pytest.fixture
+def cnn():
+    """Every layer of funcnn.layers, small: 64 inputs -> 3 outputs, 663 numbers."""
+    return fn.model.network(L.serial(
+        L.Reshape((8, 8, 1)),
+        L.Conv2D(4, 3, stride=(2, 1), padding=((1, 1), (0, 1)), init=fn.model.he()),  # (4, 7, 4)
+        fn.math.relu,
+        L.BatchNorm(momentum=0.2),
+        L.MaxPool2D((2, 2), stride=1, padding="SAME"),                                 # (4, 7, 4)
+        L.Residual(L.serial(L.Conv2D(4, 3, init=fn.model.uniform(0.3)), L.LayerNorm(),
+                            fn.math.tanh)),
+        L.AvgPool2D(),                                                                 # (2, 3, 4)
+        L.Flatten(),
+        L.Dropout(0.25),
+        L.serial(L.Dense(16, fn.math.relu, init=fn.model.lecun()), L.Dense(3))),
+        (64,), fn.losses.softmax_cross_entropy)
+
+
+def test_a_cnn_network_round_trips_bitwise_equal_and_without_recompiling(tmp_path, cnn,
+                                                                        compiles):
+    params = fn.model.init(jax.random.key(0), cnn)
+    x = jax.random.normal(jax.random.key(1), (5, 64))
+    y = fn.model.forward(cnn, params, x)
+    p = fio.save(tmp_path / "cnn.npz", params, cnn, metadata={"epoch": 1})
+    back = fio.load_network(p)
+    assert isinstance(back, fn.model.Network)
+    assert back == cnn and hash(back) == hash(cnn)
+    assert_bitwise(fio.load(p), params)
+    assert_bitwise(fio.load(p, like=params), params)
+    loaded = fio.load(p)
+    before = compiles()
+    assert np.asarray(fn.model.forward(back, loaded, x)).tobytes() == np.asarray(y).tobytes()
+    assert compiles() == before                      # an equal network: jit's cache hit
+    head = fio.info(p)["net"]
+    assert (head["kind"], head["input_shape"], head["loss"]) == ("network", [64],
+                                                                "softmax_cross_entropy")
+    layers = head["layer"]["layers"]
+    assert [d["class"] for d in layers] == ["Reshape", "Conv2D", "Act", "BatchNorm", "MaxPool2D",
+                                           "Residual", "AvgPool2D", "Flatten", "Dropout",
+                                           "Serial"]
+    assert layers[1] == {"class": "Conv2D", "filters": 4, "kernel": [3, 3], "stride": [2, 1],
+                         "padding": [[1, 1], [0, 1]], "init": {"scheme": "he"}}
+    assert layers[2] == {"class": "Act", "act": {"activation": "relu"}}
+    assert layers[5]["layer"]["layers"][0]["init"] == {"scheme": "uniform", "a": 0.3}
+    assert layers[9]["layers"][0] == {"class": "Dense", "n": 16, "act": {"activation": "relu"},
+                                      "init": {"scheme": "lecun"}}
+
+
+def test_batchnorm_running_statistics_round_trip(tmp_path, cnn):
+    params = list(fn.model.init(jax.random.key(0), cnn))
+    assert set(params[3]) == {"gamma", "beta", "mean", "var"}
+    fresh = tuple(params)
+    params[3] = {**params[3], "mean": jnp.array([0.5, -1.0, 2.0, 0.25]),   # as after training
+                 "var": jnp.array([2.0, 0.5, 1.5, 3.0])}
+    params = tuple(params)
+    x = jax.random.normal(jax.random.key(1), (5, 64))
+    y = fn.model.forward(cnn, params, x)             # evaluation reads the running statistics
+    assert not np.allclose(y, fn.model.forward(cnn, fresh, x))
+    p = fio.save(tmp_path / "bn.npz", params, cnn)
+    loaded = fio.load(p)
+    assert_bitwise(loaded[3], params[3])
+    assert fio.info(p)["leaves"]["[3]['mean']"] == {"dtype": "float32", "shape": [4]}
+    out = fn.model.forward(fio.load_network(p), loaded, x)
+    assert np.asarray(out).tobytes() == np.asarray(y).tobytes()
+
+
+@dataclass(frozen=True)
+class Scale(L.Layer):
+    """y = c x: a layer of the user's own, which funcnn.io does not know."""
+    c: float
+
+    def shape(self, input_shape):
+        return input_shape
+
+    def apply(self, p, x, train=False, key=None):
+        return self.c * x, None
+
+    def vjp(self, p, cache, g):
+        return (), self.c * g                        # y = c x  =>  dL/dx = c g
+
+
+@dataclass(frozen=True)
+class Ones:
+    """An init scheme of the user's own: w = 1, b = 0."""
+    def __call__(self, key, d_in, d_out, dtype):
+        return {"w": jnp.ones((d_in, d_out), dtype), "b": jnp.zeros(d_out, dtype)}
+
+
+swish = fn.math.Activation("swish", jax.nn.swish, None)                 # not in ACTIVATIONS
+
+
+@pytest.mark.parametrize("layer, loss, names", [
+    (L.serial(L.Dense(4), L.serial(fn.math.relu, Scale(2.0))), fn.losses.mse,
+     ["net.layer.layers[1].layers[1]", "Scale(c=2.0)", "register_layer(Scale)"]),
+    (L.serial(L.Dense(4), L.Residual(L.Dense(4, swish))), fn.losses.mse,
+     ["net.layer.layers[1].layer", "Dense(4, swish)", "'swish'", "without net="]),
+    (L.serial(L.Dense(4, init=Ones())), fn.losses.mse,
+     ["net.layer.layers[0]", "Dense(4)", "init_scheme", "Ones()", "without net="]),
+    (L.serial(L.Dense(4)), fn.losses.Loss("hinge", fn.losses.mse.fn, fn.losses.mse.vjp),
+     ["net.loss", "'hinge'", "without net="]),
+])
+def test_what_cannot_be_named_is_refused_naming_the_layer(tmp_path, layer, loss, names):
+    net = fn.model.network(layer, (3,), loss)
+    params = fn.model.init(jax.random.key(0), net)
+    with pytest.raises(InputError) as e:
+        fio.save(tmp_path / "c.npz", params, net)
+    for name in names:
+        assert name in str(e.value), (name, str(e.value))
+    assert os.listdir(tmp_path) == []
+
+
+@dataclass(frozen=True)
+class Mix(L.Layer):
+    """y = c act(inner(x)): a user's layer with every kind of field a checkpoint can name."""
+    inner: L.Layer
+    act: fn.math.Activation
+    c: float = 1.0
+    mode: str = "scale"
+    axes: tuple = (0, (1, 2))
+    scheme: object = fn.model.glorot()
+    note: object = None
+
+    def shape(self, input_shape):
+        return self.inner.shape(input_shape)
+
+    def init(self, key, input_shape, dtype):
+        return self.inner.init(key, input_shape, dtype)
+
+    def apply(self, p, x, train=False, key=None):      # forward only: enough for a checkpoint
+        z, cache = self.inner.apply(p, x, train, key)
+        return self.c * self.act.fn(z), cache
+
+
+def test_register_layer_lets_a_users_layer_be_saved_and_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setattr(fio, "LAYERS", dict(fio.LAYERS))     # registrations end with the test
+    net = fn.model.network(L.serial(
+        L.Dense(4), Mix(L.serial(L.Dense(5), Scale(0.5)), fn.math.tanh, c=2.0, mode="shift",
+                        scheme=fn.model.uniform(0.1), note="x")), (3,), fn.losses.mse)
+    params = fn.model.init(jax.random.key(0), net)
+    with pytest.raises(InputError, match="register_layer"):
+        fio.save(tmp_path / "u.npz", params, net)             # Mix (and Scale) unknown yet
+    assert fio.register_layer(Mix) is Mix and fio.register_layer(Scale) is Scale
+    p = fio.save(tmp_path / "u.npz", params, net)
+    back = fio.load_network(p)
+    assert back == net and hash(back) == hash(net)
+    assert fio.info(p)["net"]["layer"]["layers"][1] == {
+        "class": "Mix", "act": {"activation": "tanh"}, "c": 2.0, "mode": "shift",
+        "axes": [0, [1, 2]], "scheme": {"scheme": "uniform", "a": 0.1}, "note": "x",
+        "inner": {"class": "Serial", "layers": [
+            {"class": "Dense", "n": 5, "act": None, "init": {"scheme": "glorot"}},
+            {"class": "Scale", "c": 0.5}]}}
+    x = jax.random.normal(jax.random.key(1), (2, 3))
+    assert np.array_equal(fn.model.forward(back, fio.load(p), x), fn.model.forward(net, params, x))
+    # a program that has not registered it cannot rebuild it, and says how to
+    del fio.LAYERS["Mix"]
+    with pytest.raises(fio.CheckpointError, match=r"register_layer\(Mix\)"):
+        fio.load_network(p)
+
+
+def test_register_layer_refuses_what_it_could_not_rebuild(tmp_path, monkeypatch):
+    monkeypatch.setattr(fio, "LAYERS", dict(fio.LAYERS))
+    with pytest.raises(InputTypeError, match="layer class"):
+        fio.register_layer(Ones)
+
+    @dataclass                                               # not frozen: not hashable by value
+    class Loose(L.Layer):
+        c: float
+    with pytest.raises(InputError, match="frozen dataclass"):
+        fio.register_layer(Loose)
+
+    @dataclass(frozen=True)
+    class Dense(L.Layer):                                    # another class with a taken name
+        n: int
+    with pytest.raises(InputError, match="'Dense' is taken"):
+        fio.register_layer(Dense)
+
+    @dataclass(frozen=True, init=False)
+    class Halve(L.Layer):                                    # its constructor renames its field
+        k: float
+
+        def __init__(self, divisor):
+            object.__setattr__(self, "k", 1 / divisor)
+
+        def shape(self, input_shape):
+            return input_shape
+    fio.register_layer(Halve)
+    net = fn.model.network(L.serial(Halve(2), L.Dense(2)), (3,), fn.losses.mse)
+    with pytest.raises(InputError, match=r"net.layer.layers\[0\].*keyword arguments"):
+        fio.save(tmp_path / "h.npz", fn.model.init(jax.random.key(0), net), net)
+
+    @dataclass(frozen=True, init=False)
+    class Root(L.Layer):                                     # keeps sqrt(k), not k: rebuilt,
+        k: float                                             # it would change
+
+        def __init__(self, k):
+            object.__setattr__(self, "k", k ** 0.5)
+
+        def shape(self, input_shape):
+            return input_shape
+    fio.register_layer(Root)
+    net = fn.model.network(L.serial(L.Dense(2), Root(4.0)), (3,), fn.losses.mse)
+    with pytest.raises(InputError, match=r"net.layer.layers\[1\].*not equal to it"):
+        fio.save(tmp_path / "r.npz", fn.model.init(jax.random.key(0), net), net)
+    assert os.listdir(tmp_path) == []
+
+
+def test_params_that_do_not_fit_the_network_are_refused_naming_the_leaf(tmp_path, cnn):
+    params = fn.model.init(jax.random.key(0), cnn)
+    other = fn.model.network(L.serial(*(L.Conv2D(4, 5, stride=(2, 1), padding=((1, 1), (0, 1)))
+                                         if i == 1 else layer
+                                         for i, layer in enumerate(cnn.layer.layers))),
+                             cnn.input_shape, cnn.loss)               # a 5x5 kernel, not 3x3
+    with pytest.raises(InputError) as e:
+        fio.save(tmp_path / "c.npz", params, other)
+    assert "[1]['w'] (layer 1, Conv2D(4, 5x5" in str(e.value)
+    assert "is [3, 3, 1, 4], not [..., 5, 5, 1, 4]" in str(e.value)
+    bad_bn = params[:3] + ({**params[3], "gamma": jnp.ones(5)},) + params[4:]
+    with pytest.raises(InputError, match=r"\[3\]\['gamma'\] \(layer 3, BatchNorm\) is \[5\]"):
+        fio.save(tmp_path / "c.npz", bad_bn, cnn)
+    with pytest.raises(InputError, match=r"\[5\]\[0\]\['w'\] \(layer 5, Residual.*missing"):
+        fio.save(tmp_path / "c.npz", params[:5] + ((),) + params[6:], cnn)
+    assert os.listdir(tmp_path) == []
+    ensemble = jax.tree.map(lambda a: jnp.stack([a, -a]), params)     # leading axes allowed
+    p = fio.save(tmp_path / "e.npz", ensemble, cnn)
+    assert_bitwise(fio.load(p), ensemble)
+    assert fio.load_network(p) == cnn
+
+
+def test_a_damaged_network_description_is_refused_naming_the_place(tmp_path, cnn):
+    p = fio.save(tmp_path / "cnn.npz", fn.model.init(jax.random.key(0), cnn), cnn)
+    head = fio.info(p)
+
+    def load_with(net, name):
+        blob = np.frombuffer(json.dumps({**head, "net": net}).encode(), np.uint8)
+        bad = rewrite(p, tmp_path / name, {"__funcnn__.npy": npy_bytes(blob)})
+        with pytest.raises(fio.CheckpointError) as e:
+            fio.load_network(bad)
+        return str(e.value)
+    assert "'hinge'" in load_with({**head["net"], "loss": "hinge"}, "l.npz")
+    layers = [dict(d) for d in head["net"]["layer"]["layers"]]
+    layers[9] = {"class": "Serial", "layers": [{"class": "Dense", "n": -1}]}
+    message = load_with({**head["net"], "layer": {"class": "Serial", "layers": layers}}, "d.npz")
+    assert "net.layer.layers[9].layers[0]" in message and "Dense(n)" in message
+    layers[9] = {"class": "Act", "act": {"activation": "swish"}}
+    message = load_with({**head["net"], "layer": {"class": "Serial", "layers": layers}}, "a.npz")
+    assert "net.layer.layers[9].act" in message and "'swish'" in message

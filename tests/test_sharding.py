@@ -21,10 +21,11 @@ CHILD = textwrap.dedent("""
         np.testing.assert_allclose(h4[name], h1[name], rtol=1e-5, atol=1e-6)
     for a, b in zip(jax.tree.leaves(four), jax.tree.leaves(one)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    hlo = fn.train._fit.lower(jax.random.key(3), params, ds, ds, np.float32(0.5), net=net,
-                              epochs=2, batch_size=7, optimizer=None, probe=None,
-                              mesh=fn.train._check_mesh(mesh), verbose=0,
-                              members=False).compile().as_text()
+    hlo = fn.train._fit.lower(jax.random.key(3), params, (), ds, ds, np.float32(0.5),
+                              fn.train._clock(), net=net, epochs=2, start_epoch=0,
+                              batch_size=7, optimizer=None, probe=None,
+                              mesh=fn.train._check_mesh(mesh), verbose=0, members=False,
+                              progress_every=0).compile().as_text()
     assert "all-reduce" in hlo                                  # XLA's SPMD did the reduce
     print("sharded ok", float(h4["train_loss"][-1]))
 """)

@@ -1,0 +1,380 @@
+"""Layers: each VJP against jax.grad (float64, 1e-9; float32, 1e-4), the dot-product test and
+finite differences, dropout's statistics, BatchNorm's two modes, composition, and errors that
+name the layer before anything compiles."""
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import funcnn as fn
+
+L, M = fn.layers, fn.math
+check = fn.gradcheck.check_layer
+
+
+def _net(*layers, input_shape, loss=fn.losses.softmax_cross_entropy):
+    return fn.model.network(L.serial(*layers), input_shape=input_shape, loss=loss)
+
+
+def _batch(key, n, d, k, dtype=jnp.float32):
+    k_x, k_y = jax.random.split(key)
+    x = jax.random.uniform(k_x, (n, d), dtype)
+    return fn.data.Dataset(x, fn.data.one_hot(jax.random.randint(k_y, (n,), 0, k), k, dtype))
+
+
+# --- every layer's VJP against jax.vjp, alone ---------------------------------------------------
+
+CONVS = list(itertools.product([(1, 1), (3, 3), (2, 3)], [1, 2, (2, 1)],
+                               ["SAME", "VALID", ((1, 0), (2, 1))]))
+
+
+@pytest.mark.parametrize("kernel, stride, padding", CONVS, ids=str)
+def test_conv_vjp_matches_autodiff_float64(kernel, stride, padding):
+    report = check(L.Conv2D(4, kernel, stride=stride, padding=padding), (7, 9, 3))
+    assert report.dtype == "float64" and report.worst < 1e-9, report
+    assert set(report.errors) == {"['b']", "['w']", "dx"}
+
+
+@pytest.mark.parametrize("layer, shape", [
+    (L.MaxPool2D(2), (6, 6, 2)), (L.MaxPool2D(3, stride=2), (7, 9, 2)),
+    (L.MaxPool2D((2, 3), stride=(1, 2), padding="SAME"), (5, 7, 2)),
+    (L.AvgPool2D(2), (6, 6, 2)), (L.AvgPool2D(3, stride=2, padding="SAME"), (7, 7, 3)),
+    (L.BatchNorm(), (5, 5, 3)), (L.BatchNorm(), (6,)), (L.LayerNorm(), (4, 6)),
+    (L.LayerNorm(), (3, 3, 5)), (L.Dropout(0.3), (10,)), (L.Flatten(), (3, 4, 2)),
+    (L.Reshape((4, -1)), (12,)), (L.Dense(5, M.tanh), (7,)),
+    (L.Residual(L.serial(L.Dense(5, M.tanh), L.Dense(5))), (5,)),
+    (L.Residual(L.serial(L.Conv2D(3, 3), L.BatchNorm(), M.relu)), (5, 5, 3)),
+    (L.serial(L.serial(L.Conv2D(4, 3, stride=2), M.relu), L.serial(L.Flatten(), L.Dense(3))),
+     (7, 7, 2)),
+    (M.softmax, (6,)), (M.sigmoid, (4, 4, 2)),
+], ids=repr)
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_layer_vjp_matches_autodiff_float64(layer, shape, train):
+    report = check(layer, shape, n=4, train=train)
+    assert report.worst < 1e-9, report
+
+
+def test_float32_tolerance():
+    for layer, shape in [(L.Conv2D(8, 3, stride=2), (9, 9, 3)), (L.BatchNorm(), (6, 6, 4)),
+                         (L.MaxPool2D(2), (8, 8, 3))]:
+        report = check(layer, shape, x64=False)
+        assert report.dtype == "float32" and report.worst < 1e-4, report
+
+
+def test_max_pool_ties_go_to_the_first_element(x64):
+    """Ties planted everywhere (values from {0, 1, 2}): the gradient of each window goes to its
+    first largest element, row-major, and jax.grad of the forward agrees."""
+    x = jax.random.randint(jax.random.key(3), (2, 6, 6, 3), 0, 3).astype(jnp.float64)
+    for pool, shape in [(L.MaxPool2D(2), (6, 6, 3)), (L.MaxPool2D(3, stride=1), (6, 6, 3))]:
+        report = check(pool, shape, x=x)
+        assert report.worst < 1e-12, report
+    window = jnp.ones((1, 2, 2, 1))                            # four equal values
+    y, cache = L.MaxPool2D(2).apply((), window)
+    _, dx = L.MaxPool2D(2).vjp((), cache, jnp.ones_like(y))
+    np.testing.assert_array_equal(dx[0, :, :, 0], [[1.0, 0.0], [0.0, 0.0]])
+
+
+def test_gradcheck_bites_on_a_wrong_layer_vjp():
+    class Wrong(L.Conv2D):
+        def vjp(self, p, cache, g):
+            dp, dx = super().vjp(p, cache, g)
+            return dp, 2 * dx
+    report = check(Wrong(4, 3), (5, 5, 2))
+    assert not report.passed and report.errors["dx"] > 0.1 and report.errors["['w']"] < 1e-9
+
+
+# --- independent proofs: the dot-product test and finite differences ----------------------------
+
+def test_conv_passes_the_dot_product_test(x64):
+    """x -> conv(x) (no bias) is linear, so <conv(x), g> = <x, vjp(g)> for every x and g."""
+    for conv, shape in [(L.Conv2D(5, 3, stride=2), (9, 8, 3)),
+                        (L.Conv2D(4, (2, 3), stride=(2, 1), padding=((1, 0), (2, 1))), (7, 6, 2))]:
+        k_p, k_x, k_g = jax.random.split(jax.random.key(7), 3)
+        p = conv.init(k_p, shape, jnp.float64)
+        p = {"w": p["w"], "b": jnp.zeros_like(p["b"])}
+        x = jax.random.normal(k_x, (2, *shape), jnp.float64)
+        y, cache = conv.apply(p, x)
+        g = jax.random.normal(k_g, y.shape, jnp.float64)
+        _, dx = conv.vjp(p, cache, g)
+        assert float(jnp.vdot(y, g)) == pytest.approx(float(jnp.vdot(x, dx)), rel=1e-12)
+        dp, _ = conv.vjp(p, cache, g)           # and linear in w: <conv_w(x), g> = <w, dW>
+        assert float(jnp.vdot(y, g)) == pytest.approx(float(jnp.vdot(p["w"], dp["w"])), rel=1e-12)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_batchnorm_matches_finite_differences(x64, train):
+    """Central differences of <y, g> along random directions, for x and for gamma."""
+    bn = L.BatchNorm()
+    k_p, k_x, k_g, k_v, k_m = jax.random.split(jax.random.key(11), 5)
+    shape = (4, 4, 3)
+    p = bn.init(k_p, shape, jnp.float64)
+    p = {**p, "gamma": 1 + jax.random.uniform(k_p, (3,), jnp.float64),
+         "mean": jax.random.normal(k_m, (3,), jnp.float64), "var": jnp.full(3, 2.0)}
+    x = jax.random.normal(k_x, (5, *shape), jnp.float64)
+    y, cache = bn.apply(p, x, train)
+    g = jax.random.normal(k_g, y.shape, jnp.float64)
+    dp, dx = bn.vjp(p, cache, g)
+    f = lambda p, x: float(jnp.vdot(bn.apply(p, x, train)[0], g))
+    v = jax.random.normal(k_v, x.shape, jnp.float64)
+    eps = 1e-5
+    numeric = (f(p, x + eps * v) - f(p, x - eps * v)) / (2 * eps)
+    assert numeric == pytest.approx(float(jnp.vdot(dx, v)), rel=1e-7)
+    u = jnp.array([0.3, -1.0, 0.7])
+    numeric = (f({**p, "gamma": p["gamma"] + eps * u}, x)
+               - f({**p, "gamma": p["gamma"] - eps * u}, x)) / (2 * eps)
+    assert numeric == pytest.approx(float(jnp.vdot(dp["gamma"], u)), rel=1e-7)
+
+
+# --- dropout -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("rate", [0.1, 0.3, 0.5, 0.8])
+def test_dropout_drops_about_rate_of_the_units(rate):
+    x = jnp.ones((200, 500))
+    y, _ = L.Dropout(rate).apply((), x, True, jax.random.key(4))
+    dropped = float((y == 0).mean())
+    # 100,000 units: the fraction's std is below 0.0016; a keep-probability (1 - rate) fails
+    assert abs(dropped - rate) < 0.01, dropped
+    kept = y[y != 0]
+    np.testing.assert_allclose(kept, 1 / (1 - rate), rtol=1e-6)    # kept units scaled
+    assert float(y.mean()) == pytest.approx(1.0, abs=0.03)          # the mean is kept
+    again, _ = L.Dropout(rate).apply((), x, True, jax.random.key(4))
+    np.testing.assert_array_equal(again, y)                         # same key, same mask
+    evaluated, _ = L.Dropout(rate).apply((), x, False, None)
+    assert evaluated is x                                           # evaluation: identity
+
+
+def test_a_network_with_dropout_needs_a_key_to_train():
+    net = _net(L.Dense(4, M.relu), L.Dropout(0.5), L.Dense(2), input_shape=(3,))
+    params = fn.model.init(jax.random.key(0), net)
+    batch = _batch(jax.random.key(1), 6, 3, 2)
+    with pytest.raises(ValueError, match="Dropout.*key="):
+        fn.model.grads(net, params, batch)
+    out = fn.model.forward(net, params, batch.x)                    # evaluation needs none
+    assert out.shape == (6, 2)
+    a = fn.model.grads(net, params, batch, key=jax.random.key(2))
+    b = fn.model.grads(net, params, batch, key=jax.random.key(2))
+    c = fn.model.grads(net, params, batch, key=jax.random.key(3))
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(u, v)
+    assert any(not np.array_equal(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(c)))
+
+
+# --- BatchNorm: batch statistics in training, running statistics in evaluation ------------------
+
+def test_batchnorm_evaluates_with_running_statistics_after_fit():
+    net = _net(L.Dense(8), L.BatchNorm(), M.relu, L.Dense(2), input_shape=(2,))
+    ds = fn.data.gaussian_clusters(jax.random.key(0), n_per_class=64)
+    params = fn.model.init(jax.random.key(1), net)
+    params, hist = fn.train.fit(jax.random.key(2), net, params, ds, ds, epochs=5,
+                                batch_size=16, optimizer=fn.optim.adam(1e-2), verbose=False)
+    bn = params[1]
+    assert not np.allclose(bn["mean"], 0) and not np.allclose(bn["var"], 1)   # they moved
+    whole = fn.model.forward(net, params, ds.x)
+    alone = fn.model.forward(net, params, ds.x[5:6])         # one example alone: batch stats
+    np.testing.assert_allclose(alone[0], whole[5], rtol=1e-5, atol=1e-6)   # would differ
+    trained = fn.model.forward(net, params, ds.x[:16], train=True)
+    assert not np.allclose(trained, whole[:16], atol=1e-3)  # training mode: batch statistics
+    assert float(hist["test_accuracy"][-1]) > 0.9
+
+
+def test_running_statistics_follow_the_batch_and_no_optimizer_moves_them():
+    net = _net(L.Dense(3), L.BatchNorm(momentum=0.25), L.Dense(2), input_shape=(2,))
+    params = fn.model.init(jax.random.key(0), net)
+    batch = _batch(jax.random.key(1), 8, 2, 2)
+    g = fn.model.grads(net, params, batch)
+    assert not np.asarray(g[1]["mean"]).any() and not np.asarray(g[1]["var"]).any()
+    h = fn.layers.dense(params[0], batch.x)
+    mu, var = h.mean(axis=0), h.var(axis=0) * 8 / 7                 # unbiased, as PyTorch
+    opt = fn.optim.weight_decay(fn.optim.adam(0.1), 0.5)
+    state = opt.init(params)
+    _, g, _, caches = fn.model.backprop(net, params, batch, jnp.ones(8))
+    updates, state = opt.update(g, state, params)
+    new = fn.model.update_state(net, params, fn.optim.apply_updates(params, updates), caches)
+    np.testing.assert_allclose(new[1]["mean"], 0.75 * params[1]["mean"] + 0.25 * mu, rtol=1e-5)
+    np.testing.assert_allclose(new[1]["var"], 0.75 * params[1]["var"] + 0.25 * var, rtol=1e-5)
+    stepped, _ = fn.model.grad_step(net, params, batch, 0.1)
+    np.testing.assert_allclose(stepped[1]["mean"], new[1]["mean"], rtol=1e-6)
+
+
+# --- composition ---------------------------------------------------------------------------------
+
+def test_residual_gradients_of_the_two_branches_add(x64):
+    inner = L.Dense(4)
+    res = L.Residual(inner)
+    p = inner.init(jax.random.key(0), (4,), jnp.float64)
+    x = jax.random.normal(jax.random.key(1), (3, 4), jnp.float64)
+    g = jax.random.normal(jax.random.key(2), (3, 4), jnp.float64)
+    y, cache = res.apply(p, x)
+    dp, dx = res.vjp(p, cache, g)
+    _, inner_dx = inner.vjp(p, inner.apply(p, x)[1], g)
+    np.testing.assert_allclose(dx, g + inner_dx, rtol=1e-15)
+    with pytest.raises(ValueError, match=r"Residual\(Dense\(3\)\).*same shape"):
+        _net(L.Residual(L.Dense(3)), input_shape=(4,))
+
+
+def test_the_issue_networks_build_and_print():
+    dot = fn.model.network(L.serial(L.Dense(4, M.sigmoid), L.Dense(8, M.tanh),
+                                    L.Dense(1, M.sigmoid)), input_shape=(2,), loss=fn.losses.mse)
+    seq = fn.model.network(L.serial(L.Dense(128), M.relu, L.Dense(10), M.log_softmax),
+                           input_shape=(784,), loss=fn.losses.nll)
+    assert [p["w"].shape for p in fn.model.init(jax.random.key(0), dot)] == [(2, 4), (4, 8), (8, 1)]
+    assert fn.model.init(jax.random.key(0), seq)[1] == ()             # an activation: no numbers
+    assert repr(L.Conv2D(32, (3, 3), padding="SAME")) == "Conv2D(32, 3x3, stride 1, SAME)"
+    assert repr(L.Conv2D(8, 3, stride=(2, 1), padding="VALID")) == "Conv2D(8, 3x3, stride 2x1, VALID)"
+    assert repr(L.MaxPool2D((2, 2))) == "MaxPool2D(2x2)" and repr(L.Dropout(0.5)) == "Dropout(0.5)"
+    summary = seq.summary()
+    assert "1: relu" in summary and "101,770" in summary and "(10,)" in summary
+    a = L.serial(L.Conv2D(8, 3), M.relu)
+    b = L.serial(L.Conv2D(8, (3, 3), stride=1, padding="SAME"), M.relu)
+    assert a == b and hash(a) == hash(b)                               # one jit entry
+    head = lambda body, hw: fn.model.network(L.serial(body, L.Flatten(), L.Dense(2)),
+                                             (hw, hw, 1), fn.losses.mse)
+    assert head(a, 5) == head(b, 5) and head(a, 5) != head(a, 6)
+
+
+def test_mlp_is_the_same_record_of_dense_layers():
+    net = fn.model.mlp([2, 8, 2], hidden=M.sigmoid, output=M.sigmoid, loss=fn.losses.mse)
+    same = fn.model.network(L.serial(L.Dense(8, M.sigmoid, fn.model.uniform(0.5)),
+                                     L.Dense(2, M.sigmoid, fn.model.uniform(0.5))),
+                            input_shape=(2,), loss=fn.losses.mse)
+    a, b = fn.model.init(jax.random.key(3), net), fn.model.init(jax.random.key(3), same)
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(u, v)
+    x = jax.random.uniform(jax.random.key(4), (5, 2))
+    np.testing.assert_array_equal(fn.model.forward(net, a, x), fn.model.forward(same, b, x))
+
+
+# --- whole networks: gradcheck, learning, same key same run, resuming -----------------------------
+
+def _small_cnn(dropout=0.25):
+    return _net(L.Reshape((8, 8, 1)), L.Conv2D(4, 3), M.relu, L.MaxPool2D(2),
+                L.Conv2D(6, 3, stride=(2, 1), padding="VALID"), L.BatchNorm(), M.relu,
+                L.AvgPool2D((1, 2)), L.Flatten(), L.Dropout(dropout), L.Dense(8, M.relu),
+                L.LayerNorm(), L.Dense(3), input_shape=(64,))
+
+
+def test_the_whole_cnn_gradients_match_autodiff(x64):
+    net = _small_cnn()
+    params = fn.model.init(jax.random.key(0), net, jnp.float64)
+    batch = _batch(jax.random.key(1), 6, 64, 3, jnp.float64)
+    for train in (True, False):
+        report = fn.gradcheck.gradcheck(net, params, batch, key=jax.random.key(2), train=train)
+        assert report.worst < 1e-9, report
+    w = jnp.array([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])
+    assert fn.gradcheck.gradcheck(net, params, batch, w, key=jax.random.key(3)).worst < 1e-9
+    report = fn.gradcheck.gradcheck(net, params, batch, key=jax.random.key(4), x64=False)
+    assert report.worst < 1e-4, report
+
+
+def test_same_key_gives_bitwise_the_same_run_dropout_included():
+    net = _small_cnn(0.5)
+    ds = _batch(jax.random.key(1), 40, 64, 3)
+    params = fn.model.init(jax.random.key(0), net)
+    runs = [fn.train.fit(jax.random.key(k), net, params, ds, epochs=2, batch_size=8,
+                         optimizer=fn.optim.adam(1e-2), verbose=False) for k in (5, 5, 6)]
+    (p1, h1), (p2, h2), (p3, _) = runs
+    for u, v in zip(jax.tree.leaves(p1), jax.tree.leaves(p2)):
+        np.testing.assert_array_equal(u, v)
+    np.testing.assert_array_equal(h1["train_loss"], h2["train_loss"])
+    assert any(not np.array_equal(u, v) for u, v in zip(jax.tree.leaves(p1), jax.tree.leaves(p3)))
+
+
+def test_an_adam_run_split_in_two_calls_is_bitwise_one_call():
+    net = _small_cnn(0.5)
+    ds = _batch(jax.random.key(1), 40, 64, 3)
+    params = fn.model.init(jax.random.key(0), net)
+    opt = fn.optim.adam(1e-2)
+    kw = dict(batch_size=8, optimizer=opt, verbose=False)
+    one, h_one = fn.train.fit(jax.random.key(9), net, params, ds, epochs=4, **kw)
+    half, h_a, state = fn.train.fit(jax.random.key(9), net, params, ds, epochs=2,
+                                    return_state=True, **kw)
+    two, h_b = fn.train.fit(jax.random.key(9), net, half, ds, epochs=2, state=state,
+                            start_epoch=2, **kw)
+    for u, v in zip(jax.tree.leaves(one), jax.tree.leaves(two)):
+        np.testing.assert_array_equal(u, v)
+    np.testing.assert_array_equal(h_one["train_loss"],
+                                  np.concatenate([h_a["train_loss"], h_b["train_loss"]]))
+    with pytest.raises(ValueError, match="state does not fit"):
+        fn.train.fit(jax.random.key(9), net, half, ds, epochs=1, state=(), **kw)
+
+
+def test_a_small_cnn_learns_fashion_mnist():
+    try:
+        train, test = fn.data.fashion_mnist()
+    except Exception as e:                                        # noqa: BLE001
+        pytest.skip(f"Fashion-MNIST is not installed here ({e})")
+    net = _net(L.Reshape((28, 28, 1)), L.Conv2D(8, 3), M.relu, L.MaxPool2D(2),
+               L.Conv2D(16, 3), L.BatchNorm(), M.relu, L.MaxPool2D(2), L.Flatten(),
+               L.Dropout(0.25), L.Dense(10), input_shape=(784,))
+    sub = fn.data.Dataset(train.x[:3000], train.y[:3000])
+    held = fn.data.Dataset(test.x[:1000], test.y[:1000])
+    params = fn.model.init(jax.random.key(0), net)
+    params, hist = fn.train.fit(jax.random.key(1), net, params, sub, held, epochs=3,
+                                batch_size=64, optimizer=fn.optim.adam(2e-3), verbose=False)
+    # 3,000 images, 3 epochs: chance is 0.10; this network reaches about 0.75-0.8
+    assert float(hist["test_accuracy"][-1]) > 0.7, hist["test_accuracy"]
+
+
+def test_big_evaluations_run_in_pieces_with_the_same_result(monkeypatch):
+    net = _net(L.Reshape((6, 6, 1)), L.Conv2D(4, 3), M.relu, L.Flatten(), L.Dense(3),
+               input_shape=(36,))
+    params = fn.model.init(jax.random.key(0), net)
+    x = jax.random.uniform(jax.random.key(1), (50, 36))
+    whole = fn.model.forward(net, params, x)
+    monkeypatch.setattr(fn.model, "EVAL_FLOATS", 36 * 13 * 12)   # pieces of 12 rows
+    fn.model._forward.clear_cache()
+    pieces = fn.model.forward(net, params, x)
+    fn.model._forward.clear_cache()
+    np.testing.assert_allclose(pieces, whole, rtol=1e-6, atol=1e-7)
+
+
+# --- bad input: named before anything compiles ----------------------------------------------------
+
+@pytest.mark.parametrize("build, match", [
+    (lambda: _net(L.Conv2D(8, 3), input_shape=(784,)),
+     r"layer 0 of 1 \(Conv2D\(8, 3x3, stride 1, SAME\)\).*image input.*Reshape"),
+    (lambda: _net(L.Reshape((28, 28, 1)), L.Conv2D(4, 3), L.Dense(10), input_shape=(784,)),
+     r"layer 2 of 3 \(Dense\(10\)\), on input \(28, 28, 4\).*Flatten\(\)"),
+    (lambda: _net(L.Reshape((3, 3, 1)), L.MaxPool2D(4), L.Flatten(), input_shape=(9,)),
+     r"layer 1 of 3 \(MaxPool2D\(4x4\)\).*does not fit in the 3x3 input"),
+    (lambda: _net(L.Reshape((3, 3, 1)), L.Conv2D(2, 5, padding="VALID"), L.Flatten(),
+                  input_shape=(9,)), r"layer 1 of 3 \(Conv2D.*VALID\).*5x5 window"),
+    (lambda: L.Dropout(1.0), r"Dropout\(rate\) must be in \[0, 1\)"),
+    (lambda: L.Dropout(-0.1), r"Dropout\(rate\) must be in \[0, 1\)"),
+    (lambda: L.Conv2D(0, 3), r"Conv2D\(filters\).*>= 1"),
+    (lambda: L.Reshape((5, 5)).shape((24,)), r"Reshape\(\(5, 5\)\).*24 numbers"),
+    (lambda: _net(L.Reshape((4, 4, 1)), L.Conv2D(2, 3), input_shape=(16,)),
+     r"output is \(4, 4, 2\).*Flatten\(\) and a Dense"),
+    (lambda: L.Conv2D(4, 3, padding="FULL"), r"padding must be 'SAME', 'VALID'"),
+    (lambda: L.serial(L.Dense(3), "relu"), r"serial's argument 1.*funcnn.math.relu"),
+])
+def test_bad_layers_are_named_before_anything_compiles(build, match, compiles):
+    with pytest.raises(ValueError if "argument" not in match else TypeError, match=match):
+        build()
+    assert compiles() == 0
+
+
+def test_filters_must_be_a_positive_int():
+    with pytest.raises(TypeError, match=r"Conv2D\(filters\).*int"):
+        L.Conv2D(8.5, 3)
+
+
+def test_params_from_another_network_name_the_layer(compiles):
+    a = _net(L.Reshape((6, 6, 1)), L.Conv2D(4, 3), L.Flatten(), L.Dense(3), input_shape=(36,))
+    b = _net(L.Reshape((6, 6, 1)), L.Conv2D(5, 3), L.Flatten(), L.Dense(3), input_shape=(36,))
+    params = jax.eval_shape(lambda: fn.model.init(jax.random.key(0), b))
+    params = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), params)
+    with pytest.raises(ValueError, match=r"params\[1\]\['w'\] has shape \(3, 3, 1, 5\) but "
+                                         r"layer 1 \(Conv2D\(4, 3x3, stride 1, SAME\)\)"):
+        fn.model.forward(a, params, jnp.zeros((2, 36)))
+    with pytest.raises(ValueError, match=r"params\[2\] must be \(\).*for layer 2 \(Flatten\)"):
+        good = fn.model.init(jax.random.key(1), a)
+        fn.model.forward(a, (*good[:2], {"w": 1}, good[3]), jnp.zeros((2, 36)))
+    with pytest.raises(ValueError, match=r"x must be a 2-D array \[n, 36\], got shape \(2, 6, 6\)"):
+        fn.model.forward(a, fn.model.init(jax.random.key(1), a), jnp.zeros((2, 6, 6)))
+    c = _net(L.Conv2D(2, 3), L.Flatten(), L.Dense(3), input_shape=(6, 6, 1))
+    with pytest.raises(ValueError, match=r"examples of shape \(6, 6, 2\) but the network expects "
+                                         r"\(6, 6, 1\)"):
+        fn.model.forward(c, fn.model.init(jax.random.key(1), c), jnp.zeros((2, 6, 6, 2)))
