@@ -66,7 +66,7 @@ class _Net:
         w0 = max(len(r[0]) for r in rows + [("layer", "", 0)])
         w1 = max(len(r[1]) for r in rows + [("", "output", 0)])
         lines = [f"{'layer':<{w0}}  {'output':<{w1}}  params",
-                 f"{'input':<{w0}}  {str(tuple(self.input_shape)):<{w1}}"]
+                 f"{'input':<{w0}}  {tuple(self.input_shape)}"]
         lines += [f"{a:<{w0}}  {b:<{w1}}  {c:,}" for a, b, c in rows]
         lines.append(f"total {sum(r[2] for r in rows):,} numbers; loss {self.loss}")
         return "\n".join(lines)

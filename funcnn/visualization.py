@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import NamedTuple
 from xml.sax.saxutils import escape
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -46,7 +47,7 @@ TILE_W, TILE_H, IMAGE_PX = 116, 124, 84  # an image-grid tile and the image in i
 
 # --- the picture -----------------------------------------------------------------------------
 
-def decision_boundary(net: model.MLP, params: model.Params, ds: data.Dataset,
+def decision_boundary(net, params: model.Params, ds: data.Dataset,
                       path="images/decision_boundary.svg", *, resolution: int = 60,
                       margin: float = 0.05, title: str | None = None) -> Path:
     """Draw where `net` says class 0 and class 1, with the data on top; write it as SVG.
@@ -71,7 +72,7 @@ def decision_boundary(net: model.MLP, params: model.Params, ds: data.Dataset,
     return _write_atomic(path, boundary_svg(s, xs, ys, x, labels_of(ds.y), title))
 
 
-def boundary_grid(net: model.MLP, params: model.Params, lo, hi,
+def boundary_grid(net, params: model.Params, lo, hi,
                   resolution: int = 60) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The network's score on a grid: (xs: f64[r], ys: f64[r], s: f64[r, r]), r = resolution.
 
@@ -80,9 +81,10 @@ def boundary_grid(net: model.MLP, params: model.Params, lo, hi,
     All r * r points go through one call of `funcnn.model.forward`.
     """
     model.check_params(net, params)
-    if net.sizes[0] != 2:
-        raise InputError(f"net takes {net.sizes[0]} inputs but a decision boundary is drawn on "
-                         f"a plane of 2 (sizes={list(net.sizes)}); build it with mlp([2, ...])")
+    if tuple(net.input_shape) != (2,):
+        raise InputError(f"net takes inputs of shape {tuple(net.input_shape)} but a decision "
+                         f"boundary is drawn on a plane of 2 ({net!r}); build it with "
+                         "mlp([2, ...]) or input_shape=(2,)")
     _check_resolution(resolution)
     lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
     if lo.shape != (2,) or hi.shape != (2,) or not np.all(np.isfinite(lo) & np.isfinite(hi)) \
@@ -94,12 +96,13 @@ def boundary_grid(net: model.MLP, params: model.Params, lo, hi,
     ys = lo[1] + (np.arange(resolution) + 0.5) * cell[1]
     gx, gy = np.meshgrid(xs, ys)                           # gx[j, i] = xs[i], gy[j, i] = ys[j]
     grid = np.stack([gx.ravel(), gy.ravel()], axis=1)      # f64[r * r, 2], row j * r + i
-    out = model.forward(net, params, jnp.asarray(grid, params[0]["w"].dtype))   # f32[r * r, k]
+    dtype = jax.tree.leaves(params)[0].dtype
+    out = model.forward(net, params, jnp.asarray(grid, dtype))   # f32[r * r, k]
     s = class1_score(net, np.asarray(out, np.float64))
     return xs, ys, s.reshape(resolution, resolution)       # row j holds ys[j]
 
 
-def class1_score(net: model.MLP, out: np.ndarray) -> np.ndarray:
+def class1_score(net, out: np.ndarray) -> np.ndarray:
     """p(class 1) from the network's output `out: f[n, k]` -> f[n] in [0, 1].
 
     k = 1: the output itself (a sigmoid's p).  k >= 2: p_1 / sum_j p_j, which is p_1 for
@@ -111,9 +114,10 @@ def class1_score(net: model.MLP, out: np.ndarray) -> np.ndarray:
     out = np.asarray(out, np.float64)
     if out.shape[1] == 1:
         return np.clip(out[:, 0], 0.0, 1.0)
-    if net.output.name == "log_softmax":
+    output = net.output_activation.name
+    if output == "log_softmax":
         out = np.exp(out)                                        # log p -> p
-    elif net.output.name not in ("sigmoid", "softmax"):
+    elif output not in ("sigmoid", "softmax"):
         out = np.exp(out - out.max(axis=1, keepdims=True))       # scores -> p, up to a factor
     total = out.sum(axis=1)
     share = out[:, 1] / np.where(total > 0, total, 1.0)          # p_1 / sum_j p_j
@@ -510,6 +514,36 @@ def _tile(image, true_name: str, pred_name: str, right: bool, x: float, y: float
             _text(centre, y + IMAGE_PX + 29, f"pred: {pred_name}",
                   f'text-anchor="middle" font-size="11" fill="{INK if right else RED}"'),
             "</g>"]
+
+
+def filters(w, path, *, columns: int = 8, title: str | None = None) -> Path:
+    """A convolution's learnt filters as small images: `w: f[kh, kw, c_in, c_out]` (HWIO, a
+    `Conv2D`'s params["w"]), one tile per output channel (the first input channel when there
+    are several), gray 0.5 at zero, white the largest positive weight of the layer, black its
+    most negative. Returns the path written."""
+    w = np.asarray(w, np.float64)
+    if w.ndim != 4 or 0 in w.shape or not np.all(np.isfinite(w)):
+        raise InputError(f"w must be a convolution's finite weights f[kh, kw, c_in, c_out], "
+                         f"got shape {w.shape}; pass params[i]['w'] of a Conv2D")
+    if isinstance(columns, bool) or not isinstance(columns, (int, np.integer)) or columns < 1:
+        raise InputError(f"columns (filters per row) must be an int >= 1, got {columns!r}")
+    _check_title(title)
+    scale = max(float(np.abs(w).max()), 1e-12)
+    tiles = np.moveaxis(w[:, :, 0, :], -1, 0)                  # [c_out, kh, kw]
+    gray = np.rint((0.5 + 0.5 * tiles / scale) * 255).astype(np.uint8)
+    columns = max(1, min(int(columns), len(gray)))
+    rows = -(-len(gray) // columns)
+    title = f"{len(gray)} filters, {w.shape[0]}x{w.shape[1]}" if title is None else title
+    size, gap = 48, 8
+    width = max(20 + columns * (size + gap), 8 * len(title) + 40)
+    body = [_text(width / 2, 28, title, f'text-anchor="middle" font-size="15" fill="{INK}"')]
+    for t, image in enumerate(gray):
+        x, y = 10 + (t % columns) * (size + gap), 44 + (t // columns) * (size + gap)
+        uri = "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
+        body.append(f'<image x="{x}" y="{y}" width="{size}" height="{size}" '
+                    f'style="image-rendering: pixelated" href="{uri}"><title>filter {t}'
+                    '</title></image>')
+    return _write_atomic(path, _svg(width, 44 + rows * (size + gap) + 4, body))
 
 
 def png_bytes(gray) -> bytes:
