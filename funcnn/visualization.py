@@ -534,16 +534,18 @@ def filters(w, path, *, columns: int = 8, title: str | None = None) -> Path:
     columns = max(1, min(int(columns), len(gray)))
     rows = -(-len(gray) // columns)
     title = f"{len(gray)} filters, {w.shape[0]}x{w.shape[1]}" if title is None else title
-    size, gap = 48, 8
+    size, gap, top = 64, 10, 64
     width = max(20 + columns * (size + gap), 8 * len(title) + 40)
-    body = [_text(width / 2, 28, title, f'text-anchor="middle" font-size="15" fill="{INK}"')]
+    body = [_text(width / 2, 28, title, f'text-anchor="middle" font-size="15" fill="{INK}"'),
+            _text(width / 2, 48, "white: the largest positive weight, black: the most "
+                  "negative, gray: 0", f'text-anchor="middle" font-size="11" fill="{INK}"')]
     for t, image in enumerate(gray):
-        x, y = 10 + (t % columns) * (size + gap), 44 + (t // columns) * (size + gap)
+        x, y = 10 + (t % columns) * (size + gap), top + (t // columns) * (size + gap)
         uri = "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
         body.append(f'<image x="{x}" y="{y}" width="{size}" height="{size}" '
                     f'style="image-rendering: pixelated" href="{uri}"><title>filter {t}'
                     '</title></image>')
-    return _write_atomic(path, _svg(width, 44 + rows * (size + gap) + 4, body))
+    return _write_atomic(path, _svg(width, top + rows * (size + gap) + 4, body))
 
 
 def png_bytes(gray) -> bytes:

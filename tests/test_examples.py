@@ -76,3 +76,23 @@ def test_fit_with_adam_and_a_probe():
                                    rtol=1e-5, atol=1e-6))
     with pytest.raises(ValueError, match="give the learning rate to the optimizer"):
         fn.train.fit(jax.random.key(0), net, params, train, lr=0.1, optimizer=fn.optim.sgd(0.1))
+
+
+@FASHION
+def test_fashion_cnn_learns_shows_progress_and_draws_its_pictures(tmp_path, capsys):
+    out = tmp_path / "cnn.svg"
+    assert main(["fashion-cnn", "--narrow", "--subset", "2560", "--epochs", "2",
+                 "--progress-every", "10", "--no-cache", "--out", str(out),
+                 "--save", str(tmp_path / "cnn.npz")]) == 0
+    printed = capsys.readouterr().out
+    steps = [l for l in printed.splitlines() if l.lstrip().startswith("step ")]
+    assert len(steps) == 2 * 2 and steps[0].split()[1] == "10/20"      # 20 steps an epoch
+    assert [l.split()[1] for l in printed.splitlines() if l.startswith("epoch")] == ["1/2", "2/2"]
+    assert "Conv2D(16, 3x3, stride 1, SAME)" in printed                 # the summary table
+    assert _last_number(printed, "test accuracy") > 0.6                 # chance: 0.1
+    for part in ("curves", "confusion", "mistakes", "filters"):
+        assert ET.parse(tmp_path / f"cnn_{part}.svg").getroot().tag == f"{SVG}svg"
+    filters = ET.parse(tmp_path / "cnn_filters.svg").getroot().findall(f".//{SVG}image")
+    assert len(filters) == 16                                           # one per channel
+    net = fn.io.load_network(tmp_path / "cnn.npz")
+    assert net == fn.examples.fashion_cnn.cnn(16, 32)
