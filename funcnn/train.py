@@ -5,7 +5,9 @@ epoch, a fresh shuffle (its own key) and a `lax.scan` over the batches; no Pytho
 host round trip per batch. The network, epochs and batch size are static (a new value compiles
 once); keys, params, data and lr are arguments (a new value runs the same program). One line
 per epoch (or every `verbose` epochs, if an int) is printed from inside the compiled loop
-unless `verbose=False`.
+unless `verbose=False`. Every loop here trains with `train_step`: backprop by hand, the
+optimizer's step, then BatchNorm's running statistics; the carry is (params, optimizer
+state), and a network with Dropout gets a key per step, split off its epoch's key.
 """
 from __future__ import annotations
 
@@ -133,10 +135,7 @@ def _fit(key, params, state, train, test, lr, clock, *, net, epochs, start_epoch
         batch = train if full else Dataset(train.x[rows], train.y[rows])   # gather on device
         if mesh is not None:                                    # rows split over the devices
             batch, w, params = _data_parallel(mesh, batch, w, params)
-        # forward and backward by hand, then the optimizer's step, then the running statistics
-        loss, g, out, caches = model.backprop(net, params, batch, w, key, train=True)
-        new_params, state = _update(params, state, g, lr, optimizer)
-        params = model.update_state(net, params, new_params, caches)
+        params, state, loss, out = train_step(net, optimizer, lr, params, state, batch, w, key)
         real = w.sum()                                          # rows that are not padding
         if progress_every and not members:                      # a line every N steps
             lax.cond(step % progress_every == 0, lambda: jax.debug.callback(
@@ -213,6 +212,15 @@ def _check_mesh(mesh):
                              axis_types=(jax.sharding.AxisType.Auto,))
 
 
+def train_step(net, optimizer, lr, params, state, batch, w, key):
+    """One training step, the phases of every loop here: forward and backward by hand, the
+    optimizer's step, then the state that takes no gradient (BatchNorm's running statistics)
+    from this batch. Returns (params, optimizer state, loss, output)."""
+    loss, g, out, caches = model.backprop(net, params, batch, w, key, train=True)
+    new_params, state = _update(params, state, g, lr, optimizer)
+    return model.update_state(net, params, new_params, caches), state, loss, out
+
+
 def _update(params, state, g, lr, optimizer):
     """One optimizer step: plain SGD with a traced lr, or the given optimizer's update."""
     if optimizer is None:
@@ -247,10 +255,9 @@ def _fit_steps(key, params, state, train, lr, *, net, steps, batch_size, optimiz
             key, k_mask = jax.random.split(key)
         rows = jax.random.randint(key, (batch_size,), 0, train.x.shape[0])
         batch = Dataset(train.x[rows], train.y[rows])
-        loss, g, _, caches = model.backprop(net, params, batch, jnp.ones(batch_size, train.x.dtype),
-                                            k_mask, train=True)
-        new_params, state = _update(params, state, g, lr, optimizer)
-        return (model.update_state(net, params, new_params, caches), state), loss
+        w = jnp.ones(batch_size, train.x.dtype)
+        params, state, loss, _ = train_step(net, optimizer, lr, params, state, batch, w, k_mask)
+        return (params, state), loss
 
     keys = jax.random.key_data(jax.random.split(key, steps))
     (params, state), losses = lax.scan(step, (params, state), keys)
