@@ -27,6 +27,9 @@
    128 and 1024 (seconds per epoch), its share of a large square matmul's rate on the GPU,
    and its losses and params against the CPU's from the same key. Without a GPU the section
    says so; `--quick` then runs it with the CPU standing in, to check the code path.
+7. CNNs (`cnn.py`): a training step of a small CNN and of the fashion-cnn example's network,
+   funcnn fit vs jax.grad of its own forward, a lax.conv + jax.grad model, PyTorch eager and
+   torch.compile; then evaluating the test images, fn.model.forward vs PyTorch's.
 
 How: one process, with the NumPy loops in a worker process (started with OPENBLAS_CORETYPE and
 OPENBLAS_L2_SIZE unset, so OpenBLAS picks its own kernel) and the CLI in fresh processes. In
@@ -76,18 +79,24 @@ PLANS = {
                  growth_steps=(10, 400), growth_repeats=3, sizes=(6_000, 60_000),
                  cli_repeats=2, members=(1, 16, 256), member_repeats=3,
                  seed_rows=50_000, seed_val=10_000, seed_epochs=5, seed_repeats=3,
-                 gpu_batches=(128, 1024), gpu_square=8192, gpu_square_steps=20),
+                 gpu_batches=(128, 1024), gpu_square=8192, gpu_square_steps=20,
+                 cnn_batches=(32, 128, 512), cnn_steps=40, cnn_flops=8e9, cnn_repeats=3,
+                 cnn_compile=True, cnn_eval_rows=10_000, cnn_eval_chunk=500,
+                 cnn_eval_repeats=3),
     "quick": dict(repeats=1, n_train=6_000, n_test=1_000, roof_steps=10, square=256,
                   widths=(128,), batches=(128,), growth_flops=1e8, growth_steps=(5, 10),
                   growth_repeats=1, sizes=(600, 6_000), cli_repeats=0, members=(1, 16),
                   member_repeats=1, seed_rows=2_000, seed_val=500, seed_epochs=2,
-                  seed_repeats=1, gpu_batches=(128, 1024), gpu_square=256, gpu_square_steps=2),
+                  seed_repeats=1, gpu_batches=(128, 1024), gpu_square=256, gpu_square_steps=2,
+                  cnn_batches=(128,), cnn_steps=3, cnn_flops=8e9, cnn_repeats=1,
+                  cnn_compile=False, cnn_eval_rows=500, cnn_eval_chunk=500,
+                  cnn_eval_repeats=1),
 }
 
 
 SECTIONS = ("epoch_speed", "roofline", "growth", "dataset_size", "cli", "ensembles",
-            "seed_full_batch", "gpu")   # Bench's methods, run in this order (roofline
-                                        # reuses epoch_speed's fit runner)
+            "seed_full_batch", "gpu", "cnn")   # Bench's methods, run in this order
+                                        # (roofline reuses epoch_speed's fit runner)
 
 # --- timing helpers ----------------------------------------------------------------------------
 
@@ -457,7 +466,7 @@ class Bench:
             self.fashion = fn.data.fashion_mnist()
         except FileNotFoundError as e:
             self.fashion = None
-            print(f"note: Fashion-MNIST not found, sections 1, 2, 5 and 6 are skipped ({e})")
+            print(f"note: Fashion-MNIST not found, sections 1, 2, 5, 6 and 7 are skipped ({e})")
         for name in SECTIONS:
             if self.fashion is None and name not in ("cli", "ensembles"):
                 continue
@@ -1003,6 +1012,15 @@ class Bench:
                           " / ".join(f"{med(times[bs]):.3f} s" for bs in plan["gpu_batches"]))
             self.headline("GPU: losses vs the CPU's (relative)", f"{loss_gap:.1e}", "< 1e-3",
                           loss_gap < 1e-3)
+
+    # --- section 7 ---
+
+    def cnn(self):
+        """CNNs: a training step and evaluation against autodiff and PyTorch (cnn.py)."""
+        if HERE not in sys.path:
+            sys.path.insert(0, HERE)
+        import cnn                                            # benchmarks/cnn.py
+        cnn.cnn(self)
 
     # --- the Markdown file ---
 

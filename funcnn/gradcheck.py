@@ -93,8 +93,9 @@ def _cast(tree, dtype):
 
 def gradcheck(net, params: model.Params, batch: Dataset, w=None, *, key=None,
               train: bool = True, x64: bool = True, rtol: float | None = None) -> GradcheckReport:
-    """Compare `model.grads` with `jax.grad(model.loss)` leaf by leaf, in training mode (pass
-    `key` for a network with Dropout: both sides use the same mask) or with `train=False`.
+    """Compare `model.grads` with `jax.grad(model.loss)` leaf by leaf, in training mode (both
+    sides draw the same dropout masks from `key`, by default `jax.random.key(0)`) or with
+    `train=False`.
 
     x64=True (default) runs both in float64 (the params and batch are cast); rtol defaults to
     1e-9 in float64 and 1e-4 in float32.
@@ -105,6 +106,8 @@ def gradcheck(net, params: model.Params, batch: Dataset, w=None, *, key=None,
         w = None if w is None else _cast(w, dtype)
         model.check_params(net, params)
         model.check_batch(net, batch)
+        if key is None and train and net.layer.needs_key:
+            key = jax.random.key(0)                     # a check: any fixed mask will do
         key = model._check_mode(net, train, key)
         hand, auto = both_grads(net, params, batch, model._weights(w, batch), key,
                                 train=bool(train))

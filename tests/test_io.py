@@ -388,7 +388,8 @@ def test_a_cnn_network_round_trips_bitwise_equal_and_without_recompiling(tmp_pat
                                            "Residual", "AvgPool2D", "Flatten", "Dropout",
                                            "Serial"]
     assert layers[1] == {"class": "Conv2D", "filters": 4, "kernel": [3, 3], "stride": [2, 1],
-                         "padding": [[1, 1], [0, 1]], "init": {"scheme": "he"}}
+                         "padding": [[1, 1], [0, 1]], "init": {"scheme": "he"},
+                         "formulation": "auto"}
     assert layers[2] == {"class": "Act", "act": {"activation": "relu"}}
     assert layers[5]["layer"]["layers"][0]["init"] == {"scheme": "uniform", "a": 0.3}
     assert layers[9]["layers"][0] == {"class": "Dense", "n": 16, "act": {"activation": "relu"},

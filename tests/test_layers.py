@@ -30,11 +30,29 @@ CONVS = list(itertools.product([(1, 1), (3, 3), (2, 3)], [1, 2, (2, 1)],
                                ["SAME", "VALID", ((1, 0), (2, 1))]))
 
 
+@pytest.mark.parametrize("formulation", ["patches", "conv"])
 @pytest.mark.parametrize("kernel, stride, padding", CONVS, ids=str)
-def test_conv_vjp_matches_autodiff_float64(kernel, stride, padding):
-    report = check(L.Conv2D(4, kernel, stride=stride, padding=padding), (7, 9, 3))
+def test_conv_vjp_matches_autodiff_float64(kernel, stride, padding, formulation):
+    conv = L.Conv2D(4, kernel, stride=stride, padding=padding, formulation=formulation)
+    report = check(conv, (7, 9, 3))
     assert report.dtype == "float64" and report.worst < 1e-9, report
     assert set(report.errors) == {"['b']", "['w']", "dx"}
+
+
+@pytest.mark.parametrize("kernel, stride, padding", CONVS[::4], ids=str)
+def test_both_conv_formulations_agree(kernel, stride, padding, x64):
+    """Patches (the CPU's choice) and XLA's convolution (a GPU's): the same y, dW, db, dx."""
+    convs = [L.Conv2D(4, kernel, stride=stride, padding=padding, formulation=f)
+             for f in ("patches", "conv")]
+    p = convs[0].init(jax.random.key(0), (7, 9, 3), jnp.float64)
+    x = jax.random.normal(jax.random.key(1), (2, 7, 9, 3), jnp.float64)
+    (ya, ca), (yb, cb) = (c.apply(p, x) for c in convs)
+    g = jax.random.normal(jax.random.key(2), ya.shape, jnp.float64)
+    np.testing.assert_allclose(ya, yb, rtol=1e-12, atol=1e-13)
+    for u, v in zip(jax.tree.leaves(convs[0].vjp(p, ca, g)), jax.tree.leaves(convs[1].vjp(p, cb, g))):
+        np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-13)
+    auto = L.Conv2D(4, kernel, stride=stride, padding=padding)
+    assert auto._as() == ("conv" if jax.default_backend() == "gpu" else "patches")
 
 
 @pytest.mark.parametrize("layer, shape", [
@@ -266,6 +284,7 @@ def test_the_whole_cnn_gradients_match_autodiff(x64):
     assert fn.gradcheck.gradcheck(net, params, batch, w, key=jax.random.key(3)).worst < 1e-9
     report = fn.gradcheck.gradcheck(net, params, batch, key=jax.random.key(4), x64=False)
     assert report.worst < 1e-4, report
+    assert fn.gradcheck.gradcheck(net, params, batch).passed      # a fixed key by default
 
 
 def test_same_key_gives_bitwise_the_same_run_dropout_included():

@@ -1,0 +1,588 @@
+"""Section 7 of `benchmarks/run.py`: CNNs on Fashion-MNIST, hand-written gradients against
+autodiff and PyTorch (issue "Hand-written gradients that beat autodiff").
+
+    python benchmarks/run.py --only cnn            # the full plan (a few minutes)
+    python benchmarks/run.py --quick --only cnn    # the learning checks (well under a minute)
+
+Two networks: the small CNN (conv 16, relu, pool, conv 32, relu, pool, dense 128 relu,
+dense 10) at batch 128 (the full plan also 32 and 512), and the `fashion-cnn` example's
+network (conv 32, pool, conv 64, BatchNorm, pool, Dropout 0.5, dense 128, dense 10) at batch
+128. Each timed call runs the same N steps of SGD (lr 0.01, float32) on the same batches
+(fit's shuffle of the first N * batch training rows) from the same initial params:
+  funcnn fit                  one epoch of `fit` over those rows (the hand-written VJPs);
+  jax.grad of funcnn's forward   the autodiff referee: `net.layer.apply(train=True)`, the loss,
+                              `jax.value_and_grad`, in a jitted `lax.scan` (fit's batches and
+                              dropout masks, so its losses must match fit's);
+  lax.conv + jax.grad         what a JAX user writes: `lax.conv_general_dilated` (NHWC, HWIO),
+                              `lax.reduce_window` max pool, `jax.grad`; (a) a jitted step called
+                              from Python once per batch, (b) the same step in a jitted scan;
+  PyTorch eager               NCHW, the same weights (HWIO -> OIHW, dense w -> w.T, the first
+                              dense's rows reordered from NHWC's flatten to NCHW's), 1 thread
+                              and every core;
+  torch.compile               the same model through `torch.compile` (full plan, batch 128).
+Then the 10,000 test images through `fn.model.forward` and through PyTorch's `no_grad` forward.
+The learning checks run every implementation's final params through one probe: funcnn's
+training-mode loss on the first 512 of the trained rows (a fixed dropout mask).
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+import funcnn as fn
+from funcnn.examples import fashion_cnn
+
+L, M = fn.layers, fn.math
+LR = 0.01
+FIT, REF = "funcnn fit", "jax.grad of funcnn's forward, scan"   # the two rows checked alike
+PROBE_ROWS = 512
+
+
+def small_cnn():
+    """The issue's small CNN: two conv blocks (16, 32 channels), no BatchNorm, no dropout."""
+    return fn.model.network(
+        L.serial(L.Reshape((28, 28, 1)), L.Conv2D(16, (3, 3), padding="SAME"), M.relu,
+                 L.MaxPool2D((2, 2)), L.Conv2D(32, (3, 3), padding="SAME"), M.relu,
+                 L.MaxPool2D((2, 2)), L.Flatten(), L.Dense(128, M.relu), L.Dense(10)),
+        input_shape=(784,), loss=fn.losses.softmax_cross_entropy)
+
+
+NETS = {"small CNN": small_cnn, "fashion-cnn": fashion_cnn.cnn}
+
+
+def step_flops(net) -> tuple[int, int]:
+    """(forward, training step) flops per sample of the convolutions and dense layers:
+    2 oh ow kh kw c_in c_out per conv, 2 d_in d_out per dense; a training step adds dL/dW
+    (as many) and dL/dx (as many) for every layer but the first (the data need none)."""
+    shapes = [net.input_shape] + net.layer.shapes(net.input_shape)[:-1]
+    forward = []
+    for layer, shape in zip(net.layer.layers, shapes, strict=True):
+        if isinstance(layer, L.Conv2D):
+            oh, ow, c_out = layer.shape(shape)
+            forward.append(2 * oh * ow * layer.kernel[0] * layer.kernel[1] * shape[2] * c_out)
+        elif isinstance(layer, L.Dense):
+            forward.append(2 * shape[0] * layer.n)
+    return sum(forward), 3 * sum(forward) - forward[0]
+
+
+# --- the autodiff referee: fit's loop with jax.grad of funcnn's own forward ------------------
+
+@partial(jax.jit, static_argnames=("net", "batch_size"))
+def referee_epoch(key, params, train, lr, *, net, batch_size):
+    """One epoch as `fit` runs it (its epoch key, shuffle and dropout masks), each step's
+    gradient from `jax.value_and_grad` of `net.layer.apply(train=True)` and the loss.
+    Returns (params, losses: f32[steps], the loss before each step)."""
+    n = train.x.shape[0]
+    steps = -(-n // batch_size)
+    key = fn.train.epoch_keys(key, 1)[0]
+    masks = None
+    if net.layer.needs_key:                                   # fit's split: shuffle, masks
+        key, k_masks = jax.random.split(key)
+        masks = jax.random.split(k_masks, steps)
+    rows, w = fn.data.batches(key, n, batch_size, train.x.dtype)
+
+    def loss(params, x, y, w, key):
+        out, caches = net.layer.apply(params, x, True, key)
+        return net.loss.fn(out, y, w), caches
+
+    def step(params, inputs):
+        rows, w, key = inputs
+        (value, caches), g = jax.value_and_grad(loss, has_aux=True)(
+            params, train.x[rows], train.y[rows], w, key)
+        new = fn.model.sgd(params, g, lr)                     # p <- p - lr dL/dp
+        return fn.model.update_state(net, params, new, caches), value   # BatchNorm's stats
+
+    return lax.scan(step, params, (rows, w, masks))
+
+
+@partial(jax.jit, static_argnames="net")
+def probe_loss(net, params, probe, key):
+    """The training-mode loss on `probe` (BatchNorm's batch statistics, dropout from `key`):
+    one number that falls as any implementation learns, whatever its running statistics."""
+    out, _ = net.layer.apply(params, probe.x, True, key)
+    return net.loss.fn(out, probe.y, jnp.ones(probe.x.shape[0], out.dtype))
+
+
+def epoch_rows(net, key, n, batch_size):
+    """fit's batches for one epoch from `key`: i32[steps, batch_size] (the other
+    implementations train on the same rows in the same order)."""
+    key = fn.train.epoch_keys(key, 1)[0]
+    if net.layer.needs_key:                                   # fit splits off the masks' key
+        key = jax.random.split(key)[0]
+    return np.asarray(fn.data.batches(key, n, batch_size)[0])
+
+
+# --- what a JAX user writes: lax.conv_general_dilated, reduce_window, jax.grad ----------------
+
+@dataclass(frozen=True)
+class UserCNN:
+    """The two networks in plain lax, params as a dict: conv1, conv2, [bn], dense1, dense2."""
+    batchnorm: bool
+    dropout: float
+
+    @staticmethod
+    def of(net) -> UserCNN:
+        rates = [layer.rate for layer in net.layer.layers if isinstance(layer, L.Dropout)]
+        return UserCNN(any(isinstance(layer, L.BatchNorm) for layer in net.layer.layers),
+                       rates[0] if rates else 0.0)
+
+    @property
+    def names(self):
+        return ("conv1", "conv2") + (("bn",) if self.batchnorm else ()) + ("dense1", "dense2")
+
+
+def to_user(user, params) -> dict:
+    return dict(zip(user.names, [p for p in params if p != ()], strict=True))
+
+
+def from_user(user, params, p_user) -> tuple:
+    """funcnn's params tuple with the user's numbers in place."""
+    values = iter(p_user[name] for name in user.names)
+    return tuple(p if p == () else next(values) for p in params)
+
+
+def user_forward(user, p, x, train, key):
+    """x: f32[n, 784] -> (logits f32[n, 10], BatchNorm's batch (mean, var) or None)."""
+    conv = lambda x, q: lax.conv_general_dilated(
+        x, q["w"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")) + q["b"]
+    pool = lambda x: lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1),
+                                       "VALID")
+    x = x.reshape(-1, 28, 28, 1)
+    x = pool(jax.nn.relu(conv(x, p["conv1"])))               # [n, 14, 14, c1]
+    x = conv(x, p["conv2"])
+    stats = None
+    if user.batchnorm:
+        bn = p["bn"]
+        if train:
+            mu, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))
+            count = x.shape[0] * x.shape[1] * x.shape[2]
+            stats = (mu, var * count / (count - 1))           # running var: unbiased
+        else:
+            mu, var = bn["mean"], bn["var"]
+        x = bn["gamma"] * (x - mu) * lax.rsqrt(var + 1e-5) + bn["beta"]
+    x = pool(jax.nn.relu(x)).reshape(x.shape[0], -1)          # [n, 7 * 7 * c2], NHWC order
+    if train and user.dropout:
+        keep = jax.random.bernoulli(key, 1 - user.dropout, x.shape)
+        x = jnp.where(keep, x / (1 - user.dropout), 0.0)
+    x = jax.nn.relu(x @ p["dense1"]["w"] + p["dense1"]["b"])
+    return x @ p["dense2"]["w"] + p["dense2"]["b"], stats
+
+
+def user_step(user, p, x, y, key, lr):
+    """One SGD step of the user's model: (params, loss before the step)."""
+    def loss(p):
+        z, stats = user_forward(user, p, x, True, key)
+        return -(y * jax.nn.log_softmax(z)).sum(axis=-1).mean(), stats
+    (value, stats), g = jax.value_and_grad(loss, has_aux=True)(p)
+    p = jax.tree.map(lambda v, d: v - lr * d, p, g)
+    if stats is not None:                                     # running statistics, momentum 0.1
+        old = p["bn"]
+        p["bn"] = {**old, "mean": 0.9 * old["mean"] + 0.1 * stats[0],
+                   "var": 0.9 * old["var"] + 0.1 * stats[1]}
+    return p, value
+
+
+@partial(jax.jit, static_argnames="user")
+def user_jit_step(user, p, x_all, y_all, rows, key, i, lr):
+    """The step a user jits and calls from Python, the batch gathered on the device."""
+    return user_step(user, p, x_all[rows], y_all[rows], jax.random.fold_in(key, i), lr)
+
+
+@partial(jax.jit, static_argnames="user")
+def user_scan(user, p, x_all, y_all, rows, key, lr):
+    """The same steps in one jitted lax.scan over the batches' rows."""
+    def step(p, inputs):
+        i, r = inputs
+        return user_step(user, p, x_all[r], y_all[r], jax.random.fold_in(key, i), lr)
+    return lax.scan(step, p, (jnp.arange(rows.shape[0]), rows))
+
+
+# --- PyTorch: the same network and weights, NCHW ---------------------------------------------
+
+def torch_model(torch, net, params):
+    """A torch.nn.Sequential computing what `net` computes, holding `params`.
+    Returns (model, pairs): pairs = (funcnn layer index, torch module, its kind) for every
+    layer with numbers, for copying params in and out."""
+    nn = torch.nn
+    shapes = [net.input_shape] + net.layer.shapes(net.input_shape)
+    modules, pairs, flat_from = [], [], None
+    for i, layer in enumerate(net.layer.layers):
+        shape_in, shape_out = shapes[i], shapes[i + 1]
+        if isinstance(layer, L.Reshape):
+            if shape_out[2] != 1:
+                raise ValueError("the PyTorch copy handles one input channel only")
+            modules.append(nn.Unflatten(1, (1, *shape_out[:2])))   # c = 1: NHWC = NCHW
+        elif isinstance(layer, L.Conv2D):
+            if layer.padding != "SAME" or layer.stride != (1, 1):
+                raise ValueError("the PyTorch copy handles SAME, stride 1 convolutions only")
+            conv = nn.Conv2d(shape_in[2], layer.filters, layer.kernel, padding="same")
+            modules.append(conv)
+            pairs.append((i, conv, "conv"))
+        elif isinstance(layer, L.MaxPool2D):
+            modules.append(nn.MaxPool2d(layer.window, layer.stride))
+        elif isinstance(layer, L.BatchNorm):
+            bn = nn.BatchNorm2d(shape_in[2], eps=layer.eps, momentum=layer.momentum)
+            modules.append(bn)
+            pairs.append((i, bn, "bn"))
+        elif isinstance(layer, L.Flatten):
+            modules.append(nn.Flatten())
+            flat_from = shape_in                               # (h, w, c): NHWC's order
+        elif isinstance(layer, L.Dropout):
+            modules.append(nn.Dropout(layer.rate))
+        elif isinstance(layer, L.Dense):
+            linear = nn.Linear(shape_in[0], layer.n)
+            modules.append(linear)
+            pairs.append((i, linear, ("dense", flat_from)))
+            flat_from = None                                   # only the first dense reorders
+            if layer.act is not None:
+                modules.append(_torch_act(nn, layer.act))
+        elif isinstance(layer, L.Act):
+            modules.append(_torch_act(nn, layer.act))
+        else:
+            raise ValueError(f"no PyTorch copy of {layer!r}")
+    model = nn.Sequential(*modules)
+    load_torch(torch, pairs, params)
+    return model, pairs
+
+
+def _torch_act(nn, act):
+    if act.name != "relu":
+        raise ValueError(f"no PyTorch copy of the activation {act.name}")
+    return nn.ReLU()
+
+
+def load_torch(torch, pairs, params):
+    """Copy funcnn's params into the torch modules, in place (a compiled model stays valid)."""
+    with torch.no_grad():
+        for i, module, kind in pairs:
+            p = {k: np.array(v) for k, v in params[i].items()}        # writable copies
+            if kind == "conv":
+                module.weight.copy_(torch.from_numpy(p["w"].transpose(3, 2, 0, 1).copy()))
+                module.bias.copy_(torch.from_numpy(p["b"]))    # HWIO -> OIHW
+            elif kind == "bn":
+                for ours, theirs in (("gamma", "weight"), ("beta", "bias"),
+                                     ("mean", "running_mean"), ("var", "running_var")):
+                    getattr(module, theirs).copy_(torch.from_numpy(p[ours]))
+            else:
+                w, flat = p["w"], kind[1]
+                if flat is not None:                           # rows (h, w, c) -> (c, h, w)
+                    h, w_, c = flat
+                    w = w.reshape(h, w_, c, -1).transpose(2, 0, 1, 3).reshape(h * w_ * c, -1)
+                module.weight.copy_(torch.from_numpy(w.T.copy()))   # [d_in, d_out] -> [out, in]
+                module.bias.copy_(torch.from_numpy(p["b"]))
+
+
+def torch_params(pairs, params) -> tuple:
+    """The torch modules' numbers back in funcnn's layout (inverse of load_torch)."""
+    out = list(params)
+    for i, module, kind in pairs:
+        get = lambda t: t.detach().numpy().copy()
+        if kind == "conv":
+            out[i] = {"w": get(module.weight).transpose(2, 3, 1, 0), "b": get(module.bias)}
+        elif kind == "bn":
+            out[i] = {"gamma": get(module.weight), "beta": get(module.bias),
+                      "mean": get(module.running_mean), "var": get(module.running_var)}
+        else:
+            w = get(module.weight).T                           # [d_in, d_out]
+            if kind[1] is not None:
+                h, w_, c = kind[1]
+                w = w.reshape(c, h, w_, -1).transpose(1, 2, 0, 3).reshape(h * w_ * c, -1)
+            out[i] = {"w": w, "b": get(module.bias)}
+    return jax.tree.map(jnp.asarray, tuple(out))
+
+
+TORCH_COMPILE_TRY = """
+import torch
+torch.set_num_threads(1)
+m = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(),
+                        torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, 10))
+torch.compile(m)(torch.randn(4, 1, 8, 8)).sum().backward()
+print("ok")
+"""
+
+
+def torch_compile_works(timeout=240) -> str | None:
+    """None if torch.compile compiles a tiny conv net's forward and backward in a fresh process
+    within `timeout` seconds (a missing compiler or a hang cannot stall this one); else why."""
+    try:
+        done = subprocess.run([sys.executable, "-c", TORCH_COMPILE_TRY], capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"a tiny model did not compile within {timeout} s"
+    if done.returncode or "ok" not in done.stdout:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        return f"a tiny model failed: {lines[-1] if lines else f'exit {done.returncode}'}"
+    return None
+
+
+# --- the section -----------------------------------------------------------------------------
+
+def cpu_flags() -> str:
+    """The CPU's model name, and whether it has the vector units XLA and PyTorch use."""
+    fields = {}
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if ":" in line:
+                k, v = (s.strip() for s in line.split(":", 1))
+                fields.setdefault(k, v)
+    flags = set(fields.get("flags", "").split())
+    have = ", ".join(f"{flag} {'yes' if flag in flags else 'no'}"
+                     for flag in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile"))
+    return f"{fields.get('model name', '?')} ({have})"
+
+
+def cnn(bench):
+    """Time a training step of the two CNNs every way above; then evaluation; add the checks,
+    the two tables and the headlines to `bench`."""
+    run = sys.modules[type(bench).__module__]          # benchmarks/run.py (or its __main__)
+    plan, torch = bench.plan, bench.torch
+    train_all, test_all = bench.fashion
+    configs = [("small CNN", bs) for bs in plan["cnn_batches"]] + [("fashion-cnn", 128)]
+    notes = [f"CPU: {cpu_flags()}; {run.CORES} cores for XLA (all of them, its default) and "
+             f"PyTorch at {' and '.join(map(str, bench.threads))} thread(s)."]
+    compile_problem = None
+    if torch is None:
+        notes.append("torch is not installed: the PyTorch rows are skipped "
+                     "(pip install -e .[bench]).")
+    elif not plan["cnn_compile"]:
+        compile_problem = "not tried in --quick (compiling takes tens of seconds)"
+    else:
+        compile_problem = torch_compile_works()
+    rows, evals, results = [], [], {}
+    settle = run.SETTLE_S if len(bench.threads) > 1 else 0.0   # multi-thread rivals: see
+                                                                # run.interleave
+    key_init, key_fit, key_probe = jax.random.key(0), jax.random.key(1), jax.random.key(2)
+    probe = fn.data.Dataset(train_all.x[:PROBE_ROWS], train_all.y[:PROBE_ROWS])
+
+    for name, bs in configs:
+        net = NETS[name]()
+        flops = step_flops(net)[1] * bs
+        steps = int(min(plan["cnn_steps"], max(4, plan["cnn_flops"] // flops)))
+        n = steps * bs
+        train = fn.data.Dataset(train_all.x[:n], train_all.y[:n])
+        params = fn.model.init(key_init, net)
+        lr = np.float32(LR)
+        order = epoch_rows(net, key_fit, n, bs)                        # fit's batches, for the others
+        user = UserCNN.of(net)
+        p_user = to_user(user, params)
+
+        def user_loop(p=p_user):                                  # (a): a Python loop
+            for i in range(steps):
+                p, loss = user_jit_step(user, p, train.x, train.y, order[i], key_fit, i, lr)
+            return p, loss
+
+        runners = {
+            FIT: run.timed(lambda: fn.train.fit(
+                key_fit, net, params, train, None, epochs=1, lr=LR, batch_size=bs,
+                verbose=False)),
+            REF: run.timed(lambda: referee_epoch(
+                key_fit, params, train, lr, net=net, batch_size=bs)),
+            "lax.conv + jax.grad, jitted step": run.timed(user_loop),
+            "lax.conv + jax.grad, scan": run.timed(lambda: user_scan(
+                user, p_user, train.x, train.y, jnp.asarray(order), key_fit, lr))}
+        finals = {FIT: lambda r: r[0],
+                  REF: lambda r: r[0],
+                  "lax.conv + jax.grad, jitted step": lambda r: from_user(user, params, r[0]),
+                  "lax.conv + jax.grad, scan": lambda r: from_user(user, params, r[0])}
+        if torch is not None:
+            x_t = torch.from_numpy(np.array(train.x))             # a writable copy
+            labels_t = torch.from_numpy(np.array(train.y).argmax(axis=1))
+            order_t = torch.from_numpy(order.astype(np.int64))
+            for threads in bench.threads:
+                label = f"PyTorch eager, {threads} thread{'s' if threads > 1 else ''}"
+                model, pairs = torch_model(torch, net, params)
+                runners[label] = torch_runner(torch, model, pairs, params, x_t, labels_t,
+                                              order_t, threads)
+                finals[label] = partial(lambda pairs, r: torch_params(pairs, params), pairs)
+            if compile_problem is None and bs == 128:
+                model, pairs = torch_model(torch, net, params)
+                label = "torch.compile, 1 thread"
+                runners[label] = torch_runner(torch, torch.compile(model), pairs, params, x_t,
+                                              labels_t, order_t, 1)
+                finals[label] = partial(lambda pairs, r: torch_params(pairs, params), pairs)
+        first = {}
+        for label, runner in list(runners.items()):
+            try:
+                first[label] = bench.clock.measure(runner)[1]    # compile, warm up
+            except Exception as e:                                # torch.compile only
+                if not label.startswith("torch.compile"):
+                    raise
+                compile_problem = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+                del runners[label], finals[label]
+        square = plan["square"]
+        runners["square matmul"] = run.matmul_timer(square, square, square, False, False, 1)
+        runners["square matmul"]()                                # compile
+        times = run.interleave(runners, plan["cnn_repeats"], settle)
+        square_rate = 2 * square ** 3 / run.med(times.pop("square matmul"))
+        per_step = {label: [t / steps for t in ts] for label, ts in times.items()}
+        base = per_step[FIT]
+
+        # did each learn? (one probe for all: funcnn's loss of the final params)
+        before = float(probe_loss(net, params, probe, key_probe))
+        after = {label: float(probe_loss(net, finals[label](runners[label].last), probe,
+                                         key_probe)) for label in per_step}
+        for label, loss in after.items():
+            bench.check(f"7. {name} b{bs}: {label} learns", loss < before,
+                        f"probe loss {before:.4f} -> {loss:.4f} after {steps} steps")
+        gap = abs(after[FIT] - after[REF])
+        fit_mean = float(runners[FIT].last[1]["train_loss"][-1])
+        ref_mean = float(runners[REF].last[1].mean())
+        bench.check(f"7. {name} b{bs}: funcnn and jax.grad of its forward train alike",
+                    gap < 1e-3 * after[FIT],
+                    f"probe losses {after[FIT]:.6f} and "
+                    f"{after[REF]:.6f} after {steps} steps; "
+                    f"mean training losses {fit_mean:.6f} and {ref_mean:.6f}")
+        for label in per_step:
+            t = per_step[label]
+            rate = flops / run.med(t)
+            rows.append([label, f"{name}, {bs}", steps, run.fmt_s(t, 1e3, 2),
+                         run.fmt_ratio(t, base), f"{rate / 1e9:.1f}",
+                         f"{rate / square_rate:.0%}", f"{first[label]:.1f}",
+                         f"{after[label]:.4f}"])
+        results[(name, bs)] = per_step
+        notes.append(f"{name}, batch {bs}: {flops / bs / 1e6:.2f} MFLOP per sample per step, "
+                     f"{flops / 1e9:.2f} GFLOP per step; the [{square}]^2 matmul ran at "
+                     f"{square_rate / 1e9:.0f} GFLOP/s (median) in the same repeats; probe "
+                     f"loss {before:.4f} at the initial params.")
+        if (name, bs) == (configs[0][0], 128) or name == "fashion-cnn":
+            evals.append(evaluate(bench, run, name, net, params, test_all, user, settle))
+    notes.insert(1, "torch.compile: " + (
+        "compiled the same model (`torch.compile(model)`: forward and backward through "
+        "Inductor, the SGD step eager), at 1 thread and batch 128 only; its first call is "
+        "the compile" if compile_problem is None else f"skipped ({compile_problem})") + ".")
+    _report(bench, run, plan, rows, evals, results, notes)
+
+
+def torch_runner(torch, model, pairs, params, x, labels, order, threads):
+    """A runner: the usual eager loop over the given batches (forward, cross-entropy,
+    backward, SGD), from funcnn's initial params copied in place before each call."""
+    def runner():
+        torch.set_num_threads(threads)
+        load_torch(torch, pairs, params)
+        model.train()
+        opt = torch.optim.SGD(model.parameters(), lr=LR)
+        start = time.perf_counter()
+        for rows in order:
+            out = model(x[rows])
+            loss = torch.nn.functional.cross_entropy(out, labels[rows])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        runner.last = loss.item()
+        return time.perf_counter() - start
+    return runner
+
+
+def evaluate(bench, run, name, net, params, test, user, settle):
+    """The test images through fn.model.forward and PyTorch's no_grad forward (each thread
+    count), from the initial params; checks that funcnn, the lax.conv model and the PyTorch
+    copy compute the same logits (so every row of the tables computes one function)."""
+    torch = bench.torch
+    x = test.x[:bench.plan["cnn_eval_rows"]]
+    runners = {"funcnn forward": run.timed(lambda: fn.model.forward(net, params, x))}
+    if torch is not None:
+        model, _ = torch_model(torch, net, params)
+        model.eval()
+        x_t = torch.from_numpy(np.array(x))
+        chunk = bench.plan["cnn_eval_chunk"]
+        for threads in bench.threads:
+            def forward(threads=threads):
+                torch.set_num_threads(threads)
+                with torch.no_grad():
+                    return torch.cat([model(x_t[i:i + chunk])
+                                      for i in range(0, len(x_t), chunk)]).numpy()
+            runners[f"PyTorch no_grad, {threads} thread{'s' if threads > 1 else ''}"] = \
+                run.timed(forward)
+    for runner in runners.values():
+        runner()                                              # compile, warm up
+    times = run.interleave(runners, bench.plan["cnn_eval_repeats"], settle)
+    ref = np.asarray(runners["funcnn forward"].last)
+    scale = float(np.abs(ref).max())
+    others = {"the lax.conv model": jax.jit(partial(user_forward, user, train=False, key=None))(
+        to_user(user, params), x)[0]}
+    others.update({f"the PyTorch copy ({label})": run.last for label, run in runners.items()
+                   if label.startswith("PyTorch")})
+    for who, out in others.items():
+        gap = float(np.abs(np.asarray(out) - ref).max())
+        bench.check(f"7. {name}: {who} computes funcnn's logits", gap < 1e-4 * scale,
+                    f"largest gap {gap:.1e} over {len(x):,} test images (logits up to "
+                    f"{scale:.2f})")
+    return name, len(x), times
+
+
+def _report(bench, run, plan, rows, evals, results, notes):
+    torch_rows = "" if bench.torch is None else " PyTorch eager at each thread count,"
+    bench.section(
+        "7. CNNs on Fashion-MNIST: one SGD step (ms), hand-written VJPs vs autodiff and PyTorch",
+        f"The same batches (fit's shuffle of the first steps x batch training rows), SGD lr "
+        f"{LR}, float32, the same initial params for every row; each timed call runs all the "
+        f"steps from those params. {plan['cnn_repeats']} repeat(s), interleaved "
+        f"(funcnn fit, the autodiff referee, the lax.conv step (a) jitted and called per batch, "
+        f"(b) in a jitted scan,{torch_rows} torch.compile where it worked). Time vs funcnn: "
+        "median of the per-repeat ratios [ratio of the minimums]; >1 means funcnn is faster.",
+        ["implementation", "network, batch", "steps", "ms / step: median [min]",
+         "time vs funcnn", "GFLOP/s", "share of square matmul", "first call s",
+         "probe loss after"],
+        rows,
+        notes + ["GFLOP/s: the convolutions' and dense layers' flops (forward, dL/dW, and dL/dx "
+                 "for all but the first layer; pools, BatchNorm and activations not counted) "
+                 "over the median step time. First call: compile (XLA, Inductor) and warm-up.",
+                 "Probe loss: funcnn's training-mode loss of each row's final params on the "
+                 f"first {PROBE_ROWS} trained rows (BatchNorm's batch statistics, one fixed "
+                 "dropout mask); PyTorch's params are copied back into funcnn's layout."])
+    eval_rows = []
+    for name, n, times in evals:
+        base = times["funcnn forward"]
+        for label, t in times.items():
+            eval_rows.append([label, name, run.fmt_s(t, 1e3, 1), f"{n / run.med(t):,.0f}",
+                              run.fmt_ratio(t, base)])
+    bench.section(
+        "7b. CNNs on Fashion-MNIST: evaluating the test images (ms)",
+        f"{evals[0][1]:,} test images, evaluation mode (BatchNorm's running statistics, no "
+        "dropout), from the initial params: `fn.model.forward` (which runs big inputs in "
+        "pieces) against PyTorch's `torch.no_grad()` forward in chunks of "
+        f"{plan['cnn_eval_chunk']:,} (the fastest of 500, 1,000 and all 10,000 at once when "
+        f"measured). {plan['cnn_eval_repeats']} repeat(s), interleaved.",
+        ["implementation", "network", "ms: median [min]", "images/s", "time vs funcnn"],
+        eval_rows)
+
+    # headlines: the batch-128 rows of both networks, each against its rival at its best
+    def best(per_step, prefix):
+        names = [k for k in per_step if k.startswith(prefix)]
+        return min(names, key=lambda k: run.med(per_step[k])) if names else None
+
+    keys = [k for k in results if k[1] == 128]
+    for prefix, target in (("PyTorch eager", 1.3), ("lax.conv + jax.grad, jitted step", 3.0),
+                           ("jax.grad of funcnn's forward", 1.2), ("torch.compile", None)):
+        parts, ok = [], True
+        for key in keys:
+            per_step = results[key]
+            rival = best(per_step, prefix)
+            if rival is None:
+                continue
+            ok &= run.pair_ratio(per_step[rival], per_step[FIT]) >= (target or 0)
+            parts.append(f"{key[0]} {run.fmt_ratio(per_step[rival], per_step[FIT])}"
+                         + (f" ({rival.split(', ')[-1]})" if prefix == "PyTorch eager" else ""))
+        if parts:
+            bench.headline(f"CNN training step at batch 128, funcnn fit vs {prefix}"
+                           f"{' at its best thread count' if prefix == 'PyTorch eager' else ''}",
+                           "; ".join(parts), target and f">= {target}x",
+                           ok if target else None)
+    parts, ok = [], True
+    for name, n, times in evals:
+        rival = best(times, "PyTorch")
+        if rival is not None:
+            ok &= run.pair_ratio(times[rival], times["funcnn forward"]) >= 1.0
+            parts.append(f"{name} {run.fmt_ratio(times[rival], times['funcnn forward'])}")
+    if parts:
+        bench.headline(f"CNN evaluation of {evals[0][1]:,} test images, fn.model.forward vs "
+                       "PyTorch no_grad at its best thread count", "; ".join(parts),
+                       ">= 1.0x", ok)
