@@ -31,9 +31,6 @@ from funcnn import backend, initializers
 from funcnn import math as fmath
 from funcnn.checks import InputError, InputTypeError, integer, real
 
-Shape = tuple  # per example, e.g. (784,) or (28, 28, 1)
-
-
 class Layer:
     """The defaults every layer shares: no numbers, no key, no state."""
     needs_key = False                    # does apply(train=True) draw random numbers?
@@ -549,7 +546,10 @@ class BatchNorm(Layer):
     eps: float = 1e-5
 
     def __post_init__(self):
-        real("BatchNorm's momentum", self.momentum, lo=0.0, hi=1.0 + 1e-12)
+        if not 0.0 < real("BatchNorm's momentum", self.momentum) <= 1.0:
+            raise InputError(f"BatchNorm's momentum must be in (0, 1]: the weight of each "
+                             f"batch in the running statistics (PyTorch's 0.1); got "
+                             f"{self.momentum}")
         real("BatchNorm's eps", self.eps, positive=True)
 
     def __repr__(self):
