@@ -243,17 +243,23 @@ def update_state(net, params, new_params, caches):
 # call in a REPL runs one program rather than dozens of single operations; inside a caller's
 # jit, vmap or grad they are inlined like any other function.
 
-EVAL_FLOATS = 1 << 25   # evaluation splits its rows so one piece needs at most this many floats
+# Evaluation that would need more than EVAL_FLOATS floats at once (10,000 images through a
+# convolution's patches: 340 million) runs in pieces of at most PIECE_FLOATS each, a size that
+# stays in a core's cache: on the 2-core CPU of benchmarks/RESULTS.md, pieces of 2^20 floats
+# evaluate the fashion-cnn 1.6x faster than pieces of 2^25, and 2^19 or 2^21 are slower.
+EVAL_FLOATS = 1 << 25
+PIECE_FLOATS = 1 << 20
 
 
 @partial(jax.jit, static_argnames=("net", "train"))
 def _forward(net, params, x, key=None, *, train=False):
-    rows = max(1, EVAL_FLOATS // net.layer.workspace(net.input_shape))
-    if train or x.shape[0] <= rows:
-        return net.layer.apply(params, x, train, key)[0]
-    # a big evaluation (10,000 images through a convolution's patches) in pieces of `rows`
+    per_row = net.layer.workspace(net.input_shape)
     n = x.shape[0]
-    pieces = -(-n // rows)
+    if train or n * per_row <= EVAL_FLOATS:
+        return net.layer.apply(params, x, train, key)[0]
+    # a big evaluation in equal pieces of at most PIECE_FLOATS
+    pieces = -(-n // max(1, PIECE_FLOATS // per_row))
+    rows = -(-n // pieces)                                  # the last piece padded, a little
     x = jnp.concatenate([x, jnp.zeros((pieces * rows - n, *x.shape[1:]), x.dtype)])
     out = lax.map(lambda xs: net.layer.apply(params, xs, False, None)[0],
                   x.reshape(pieces, rows, *x.shape[1:]))

@@ -342,7 +342,8 @@ def test_big_evaluations_run_in_pieces_with_the_same_result(monkeypatch):
     params = fn.model.init(jax.random.key(0), net)
     x = jax.random.uniform(jax.random.key(1), (50, 36))
     whole = fn.model.forward(net, params, x)
-    monkeypatch.setattr(fn.model, "EVAL_FLOATS", 36 * 13 * 12)   # pieces of 12 rows
+    monkeypatch.setattr(fn.model, "EVAL_FLOATS", 36 * 13 * 40)   # 50 rows: too many
+    monkeypatch.setattr(fn.model, "PIECE_FLOATS", 36 * 13 * 12)  # <= 12 rows: 5 pieces of 10
     fn.model._forward.clear_cache()
     pieces = fn.model.forward(net, params, x)
     fn.model._forward.clear_cache()
