@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from funcnn import layers as L
-from funcnn import model
+from funcnn import model, rng
 from funcnn.data import Dataset
 
 FLOOR = 1e-3   # a leaf's scale is at least this fraction of the tree's largest gradient
@@ -129,7 +129,7 @@ def check_layer(layer, input_shape, *, key=None, n: int = 3, train: bool = True,
     layer = L.as_layer(layer)
     input_shape = tuple(input_shape)
     out_shape = layer.shape(input_shape)                 # an InputError names a bad shape
-    key = jax.random.key(0) if key is None else key
+    key = jax.random.key(0) if key is None else rng.check_key(key)
     with jax.enable_x64(x64):
         dtype = jnp.float64 if x64 else jnp.float32
         k_p, k_x, k_g, k_a = jax.random.split(key, 4)

@@ -181,19 +181,23 @@ class Reshape(Layer):
     target: tuple
 
     def __init__(self, shape):
-        shape = (shape,) if isinstance(shape, int) else tuple(shape)
-        if shape.count(-1) > 1 or not all(isinstance(s, int) and (s > 0 or s == -1)
-                                          for s in shape):
-            raise InputError(f"Reshape's shape must be positive ints (one may be -1), got "
-                             f"{shape!r}")
-        object.__setattr__(self, "target", shape)
+        try:
+            target = (shape,) if not isinstance(shape, (tuple, list)) else tuple(shape)
+            target = tuple(integer("Reshape's shape", s, -1) for s in target)
+        except (InputError, InputTypeError):
+            target = ()
+        if not target or 0 in target or target.count(-1) > 1:
+            raise InputError(f"Reshape's shape must be positive ints (one may be -1), like "
+                             f"(28, 28, 1); got {shape!r}")
+        object.__setattr__(self, "target", target)
 
     def __repr__(self):
         return f"Reshape({self.target})"
 
     def shape(self, input_shape):
         n, known = _size(input_shape), _size(s for s in self.target if s != -1)
-        if (n % known if -1 in self.target else n != known):
+        fits = n % known == 0 if -1 in self.target else n == known
+        if not fits:
             self._fail(f"cannot hold the {n} numbers of an input {input_shape}")
         return tuple(n // known if s == -1 else s for s in self.target)
 
@@ -233,9 +237,9 @@ def _check_padding(owner, padding):
     if padding in ("SAME", "VALID"):
         return padding
     try:
-        pads = tuple(tuple(int(v) for v in pair) for pair in padding)
-        ok = len(pads) == 2 and all(len(pr) == 2 and min(pr) >= 0 for pr in pads)
-    except (TypeError, ValueError):
+        pads = tuple(tuple(integer("padding", v, 0) for v in pair) for pair in padding)
+        ok = len(pads) == 2 and all(len(pr) == 2 for pr in pads)
+    except (TypeError, ValueError):                  # InputError, InputTypeError among them
         ok = False
     if not ok:
         raise InputError(f"{owner}'s padding must be 'SAME', 'VALID' or ((top, bottom), "
@@ -540,17 +544,19 @@ class BatchNorm(Layer):
     step moves them, mean <- (1 - momentum) mean + momentum mu (var likewise, with the
     unbiased batch variance, as PyTorch does). They get a zero gradient: `fit` and `grad_step`
     set them from the batch after the optimizer's step (`update_state`), so no optimizer or
-    weight decay moves them. Padding rows (weight 0) of a last partial batch count in mu and
+    weight decay moves them. Padding rows (weight 0: those of a last partial batch, and with
+    `fit(mesh=...)` those that round a batch up to a multiple of the devices) count in mu and
     var; the loss does not count them."""
     momentum: float = 0.1
     eps: float = 1e-5
 
-    def __post_init__(self):
-        if not 0.0 < real("BatchNorm's momentum", self.momentum) <= 1.0:
+    def __post_init__(self):                  # keep plain floats: equal layers hash alike
+        momentum = real("BatchNorm's momentum", self.momentum)
+        if not 0.0 < momentum <= 1.0:
             raise InputError(f"BatchNorm's momentum must be in (0, 1]: the weight of each "
-                             f"batch in the running statistics (PyTorch's 0.1); got "
-                             f"{self.momentum}")
-        real("BatchNorm's eps", self.eps, positive=True)
+                             f"batch in the running statistics (PyTorch's 0.1); got {momentum}")
+        object.__setattr__(self, "momentum", momentum)
+        object.__setattr__(self, "eps", real("BatchNorm's eps", self.eps, positive=True))
 
     def __repr__(self):
         return "BatchNorm"
@@ -607,7 +613,7 @@ class LayerNorm(Layer):
     eps: float = 1e-5
 
     def __post_init__(self):
-        real("LayerNorm's eps", self.eps, positive=True)
+        object.__setattr__(self, "eps", real("LayerNorm's eps", self.eps, positive=True))
 
     def __repr__(self):
         return "LayerNorm"

@@ -21,6 +21,7 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from funcnn import layers as L
@@ -95,8 +96,10 @@ def network(layer, input_shape, loss: Loss) -> Network:
     try:
         shape = tuple(integer("input_shape", s, 1) for s in shape)
     except (InputError, InputTypeError, TypeError):
+        shape = ()
+    if not shape:
         raise InputError(f"input_shape must be one example's shape, positive ints like (784,) "
-                         f"or (28, 28, 1); got {input_shape!r}") from None
+                         f"or (28, 28, 1); got {input_shape!r}")
     if not isinstance(loss, Loss):
         raise InputTypeError(f"loss must be a loss such as funcnn.losses.mse, got "
                              f"{type(loss).__name__}")
@@ -292,7 +295,7 @@ def _check_net(net) -> None:
 
 def _check_mode(net, train, key):
     """The key dropout draws from, checked; a network that needs one and has none is refused."""
-    if not isinstance(train, (bool, int)) or isinstance(train, jax.core.Tracer):
+    if not isinstance(train, (bool, np.bool_)):
         raise InputTypeError(f"train must be True or False, got {train!r}")
     if key is None:
         if train and net.layer.needs_key:
@@ -360,6 +363,8 @@ def _check_x(net, x, name: str = "x") -> None:
         raise InputError(f"{name} must be a {1 + len(shape)}-D array [n, "
                          f"{', '.join(map(str, shape))}], got shape "
                          f"{getattr(x, 'shape', type(x).__name__)}")
+    if x.shape[0] == 0:
+        raise InputError(f"{name} is empty (0 rows); it needs at least one example")
     if tuple(x.shape[1:]) != shape:
         if len(shape) == 1:
             raise InputError(f"{name} has {x.shape[1]} features but the network expects "

@@ -68,6 +68,10 @@ def fit(key: rng.Key, net, params: model.Params, train: Dataset,
                                       optimizer, probe)
     mesh = _check_mesh(mesh)
     start_epoch = integer("start_epoch", start_epoch, 0)
+    if start_epoch and not jax.config.jax_threefry_partitionable:
+        raise InputError("start_epoch needs jax_threefry_partitionable on (JAX's default): only "
+                         "then are the first keys of split(key, m) those of split(key, k), so "
+                         "a resumed run draws the epochs' keys of one long run")
     state = _check_state(optimizer, params, state)
     traced = any(isinstance(v, jax.core.Tracer) for v in [key, *jax.tree.leaves(params)])
     every = 0 if traced else _every(verbose)
@@ -165,9 +169,11 @@ def _fit(key, params, state, train, test, lr, clock, *, net, epochs, start_epoch
             history["probe"] = probe(params)
         return carry, history
 
-    all_epochs = start_epoch + epochs                           # split(key, m)[:k] is
-    if members:                                                 # split(key, k): a run resumed
-        train_epoch = jax.vmap(train_epoch)                     # at start_epoch goes on alike
+    # one key per epoch of the whole run; split(key, m)[:k] is split(key, k) (partitionable
+    # threefry, JAX's default), so a run resumed at start_epoch draws the keys of one long run
+    all_epochs = start_epoch + epochs
+    if members:
+        train_epoch = jax.vmap(train_epoch)
         keys = jax.vmap(epoch_keys, in_axes=(0, None), out_axes=1)(key, all_epochs)  # [epochs, m]
     else:
         keys = epoch_keys(key, all_epochs)                      # [epochs]
@@ -237,8 +243,7 @@ def fit_steps(key: rng.Key, net, params: model.Params, train: Dataset, *,
     key = rng.check_key(key)
     train, _, lr = _check_fit_args(net, params, train, None, 1, lr, batch_size, optimizer, None)
     integer("steps", steps, 1)
-    if state is None:
-        state = () if optimizer is None else optimizer.init(params)
+    state = _check_state(optimizer, params, state)
     return _fit_steps(key, params, state, train, lr, net=net, steps=steps,
                       batch_size=batch_size, optimizer=optimizer)
 

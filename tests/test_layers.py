@@ -369,11 +369,30 @@ def test_big_evaluations_run_in_pieces_with_the_same_result(monkeypatch):
      r"output is \(4, 4, 2\).*Flatten\(\) and a Dense"),
     (lambda: L.Conv2D(4, 3, padding="FULL"), r"padding must be 'SAME', 'VALID'"),
     (lambda: L.serial(L.Dense(3), "relu"), r"serial's argument 1.*funcnn.math.relu"),
+    (lambda: L.Reshape(2.5), r"Reshape's shape must be positive ints"),
+    (lambda: L.Reshape((4, 0)), r"Reshape's shape must be positive ints"),
+    (lambda: L.Conv2D(4, 3, padding=((1.5, 1), (1, 1))), r"padding must be 'SAME'"),
+    (lambda: L.BatchNorm(momentum=0.0), r"momentum must be in \(0, 1\]"),
+    (lambda: fn.model.network(L.Dense(2), input_shape=(), loss=fn.losses.mse), "input_shape"),
 ])
 def test_bad_layers_are_named_before_anything_compiles(build, match, compiles):
     with pytest.raises(ValueError if "argument" not in match else TypeError, match=match):
         build()
     assert compiles() == 0
+
+
+def test_modes_and_inputs_are_checked_too():
+    net = _net(L.Dense(3), L.BatchNorm(np.float32(0.5)), L.Dense(2), input_shape=(2,))
+    assert net.layer.layers[1] == L.BatchNorm(0.5) and hash(net.layer.layers[1]) == hash(
+        L.BatchNorm(0.5))                                   # plain floats kept: one jit entry
+    params = fn.model.init(jax.random.key(0), net)
+    with pytest.raises(TypeError, match="train must be True or False"):
+        fn.model.forward(net, params, jnp.zeros((2, 2)), train=2)
+    with pytest.raises(ValueError, match="empty"):
+        fn.model.forward(net, params, jnp.zeros((0, 2)))
+    with pytest.raises(TypeError, match="key"):
+        fn.gradcheck.check_layer(L.Dense(2), (3,), key=3)
+    assert L.Reshape((np.int64(2), 2)) == L.Reshape((2, 2))
 
 
 def test_filters_must_be_a_positive_int():
