@@ -213,7 +213,7 @@ def _check_fits(net, leaves: dict) -> None:
 
 def _layer_of(net, key: str) -> str:
     """" (layer 3, BatchNorm)" for the leaf "[3]['gamma']" of a serial network, else ""."""
-    layers = net.layer.layers if isinstance(net.layer, L.Serial) else ()
+    layers = net.layer.layers
     i = key[1:key.find("]")] if key.startswith("[") else ""
     return f" (layer {i}, {layers[int(i)]!r})" if i.isdigit() and int(i) < len(layers) else ""
 

@@ -50,17 +50,13 @@ class _Net:
     @property
     def output_activation(self) -> Activation:
         """The activation that makes the output (identity if the last layer has none)."""
-        last = self.layer.layers[-1] if isinstance(self.layer, L.Serial) else self.layer
-        act = getattr(last, "act", None)
+        act = getattr(self.layer.layers[-1], "act", None)
         return act if isinstance(act, Activation) else identity
 
     def summary(self) -> str:
         """The layers one a line, with output shapes and parameter counts (Keras's summary)."""
-        layers = self.layer.layers if isinstance(self.layer, L.Serial) else (self.layer,)
-        shapes = (self.layer.shapes(self.input_shape) if isinstance(self.layer, L.Serial)
-                  else [self.output_shape])
+        layers, shapes = self.layer.layers, self.layer.shapes(self.input_shape)
         params = jax.eval_shape(lambda: init(jax.random.key(0), self))
-        params = params if isinstance(self.layer, L.Serial) else (params,)
         rows = [(f"{i}: {layer!r}", str(shape), sum(_math.prod(v.shape) for v in
                                                  jax.tree.leaves(p)))
                 for i, (layer, shape, p) in enumerate(zip(layers, shapes, params))]
@@ -75,7 +71,7 @@ class _Net:
 
 @dataclass(frozen=True)
 class Network(_Net):
-    layer: L.Layer            # usually a serial of layers
+    layer: L.Serial           # the layers, in order (a lone layer is made a serial of one)
     input_shape: tuple        # one example's shape: (784,), (28, 28, 1), ...
     loss: Loss                # of the output and the labels
 
@@ -92,6 +88,7 @@ def network(layer, input_shape, loss: Loss) -> Network:
                       loss=softmax_cross_entropy)
     """
     layer = L.as_layer(layer, "layer")
+    layer = layer if isinstance(layer, L.Serial) else L.serial(layer)   # params: a tuple
     shape = (input_shape,) if isinstance(input_shape, int) else input_shape
     try:
         shape = tuple(integer("input_shape", s, 1) for s in shape)
@@ -306,7 +303,7 @@ def _check_mode(net, train, key):
 
 
 def _layer_at(net, i):
-    layers = net.layer.layers if isinstance(net.layer, L.Serial) else (net.layer,)
+    layers = net.layer.layers
     return f"layer {i} ({layers[i]!r})" if i < len(layers) else f"layer {i}"
 
 
@@ -314,12 +311,11 @@ def check_params(net, params) -> None:
     """Raise a ValueError naming the leaf and its layer if `params` does not fit `net`."""
     _check_net(net)
     want = _param_shapes(net, jnp.float32)
-    serial = isinstance(net.layer, L.Serial)
-    if serial and (not isinstance(params, (tuple, list)) or len(params) != len(want)):
+    if not isinstance(params, (tuple, list)) or len(params) != len(want):
         found = len(params) if isinstance(params, (tuple, list)) else type(params).__name__
         raise InputError(f"params must be a tuple of {len(want)} layers for {net!r}, got "
                          f"{found}; make them with funcnn.model.init(key, net)")
-    for i, (p, w) in enumerate(zip(params, want) if serial else [(params, want)]):
+    for i, (p, w) in enumerate(zip(params, want)):
         where = _layer_at(net, i)
         got_tree, want_tree = jax.tree.structure(p), jax.tree.structure(w)
         if got_tree != want_tree:
