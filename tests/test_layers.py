@@ -417,3 +417,16 @@ def test_params_from_another_network_name_the_layer(compiles):
     with pytest.raises(ValueError, match=r"examples of shape \(6, 6, 2\) but the network expects "
                                          r"\(6, 6, 1\)"):
         fn.model.forward(c, fn.model.init(jax.random.key(1), c), jnp.zeros((2, 6, 6, 2)))
+
+
+def test_fit_many_and_fit_steps_train_layered_networks():
+    net = _net(L.Dense(8), L.BatchNorm(), M.relu, L.Dropout(0.2), L.Dense(2), input_shape=(2,))
+    ds = fn.data.gaussian_clusters(jax.random.key(0), 32)
+    many = jax.vmap(lambda k: fn.model.init(k, net))(jax.random.split(jax.random.key(1), 3))
+    params, hist = fn.train.fit_many(jax.random.split(jax.random.key(2), 3), net, many, ds, ds,
+                                     epochs=4, optimizer=fn.optim.adam(1e-2), verbose=False)
+    assert hist["test_accuracy"].shape == (3, 4) and float(hist["test_accuracy"][:, -1].min()) > 0.8
+    assert not np.allclose(params[1]["mean"], 0)                  # running statistics moved
+    _, _, losses = fn.train.fit_steps(jax.random.key(3), net, fn.model.init(jax.random.key(4), net),
+                                      ds, steps=40, batch_size=16, optimizer=fn.optim.adam(1e-2))
+    assert float(losses[-5:].mean()) < float(losses[:5].mean())
