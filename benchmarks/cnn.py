@@ -327,20 +327,6 @@ def torch_compile_works(timeout=240) -> str | None:
 
 # --- the section -----------------------------------------------------------------------------
 
-def cpu_flags() -> str:
-    """The CPU's model name, and whether it has the vector units XLA and PyTorch use."""
-    fields = {}
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if ":" in line:
-                k, v = (s.strip() for s in line.split(":", 1))
-                fields.setdefault(k, v)
-    flags = set(fields.get("flags", "").split())
-    have = ", ".join(f"{flag} {'yes' if flag in flags else 'no'}"
-                     for flag in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile"))
-    return f"{fields.get('model name', '?')} ({have})"
-
-
 @dataclass
 class Setting:
     """What every configuration shares: the run module, the keys, the probe, the pause."""
@@ -382,7 +368,7 @@ def cnn(bench):
         results[(name, bs)] = per_step
         if bs == 128:                                      # evaluation: once per network
             evals.append(evaluate(bench, setting, name, net, params, test))
-    notes[:0] = [f"CPU: {cpu_flags()}; XLA used all {run.CORES} cores (its default), PyTorch "
+    notes[:0] = [f"CPU: {run.cpu_info()}; XLA used all {run.CORES} cores (its default), PyTorch "
                  f"{' and '.join(map(str, bench.threads))} thread(s). funcnn's Conv2D ran as "
                  f"{conv_formulation()} (its formulation 'auto' on {jax.default_backend()}).",
                  "torch.compile: " + (

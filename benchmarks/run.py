@@ -1079,7 +1079,7 @@ def cpu_info() -> str:
                 k, v = (s.strip() for s in line.split(":", 1))
                 fields.setdefault(k, v)
     flags = set(fields.get("flags", "").split())
-    simd = [f for f in ("avx2", "fma", "avx512f", "amx_tile") if f in flags]
+    simd = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
     return (f"{fields.get('model name', platform.processor())} (family {fields.get('cpu family')}"
             f", model {fields.get('model')}; {' '.join(simd)})")
 
