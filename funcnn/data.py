@@ -8,7 +8,6 @@ pytree: it passes through `jit`, `vmap` and `lax.scan` as it is. Every draw take
 """
 from __future__ import annotations
 
-import weakref
 from functools import partial
 from typing import NamedTuple
 
@@ -278,8 +277,10 @@ def check_dataset(ds, name: str = "ds") -> int:
     """Check that `ds` is a usable Dataset; return its row count n.
 
     Shapes are always checked; values (finite, one-hot) only on concrete arrays, so the check
-    also runs inside `jit`/`vmap` where it looks at shapes alone, and only once for the same
-    pair of JAX arrays (they are immutable; see `_Checked`).
+    also runs inside `jit`/`vmap` where it looks at shapes alone. Values are checked where the
+    data live: NumPy arrays by NumPy on the host, JAX arrays by one compiled reduction on
+    their devices (two numbers come back, never the data: on a GPU, or with rows spread over
+    several hosts, nothing is copied to this host).
     """
     if not (isinstance(ds, tuple) and len(ds) == 2):
         raise InputTypeError(f"{name} must be a Dataset(x, y), got {type(ds).__name__}; "
@@ -299,61 +300,36 @@ def check_dataset(ds, name: str = "ds") -> int:
         raise InputError(f"{name} is empty (0 rows); it needs at least one example")
     if isinstance(x, jax.core.Tracer) or isinstance(y, jax.core.Tracer):
         return x.shape[0]                         # traced: values unknown, shapes checked
-    if _VALUES_CHECKED.seen(x, y):
-        return x.shape[0]                         # these very arrays passed before
-    flat_x = np.asarray(x).reshape(x.shape[0], -1)                 # a row per example
-    bad_x, bad_y = _first_bad_rows(flat_x, np.asarray(y))          # in NumPy: no compiling
+    if isinstance(x, jax.Array) or isinstance(y, jax.Array):
+        found = jax.device_get(_bad_rows_on_device(jnp.asarray(x), jnp.asarray(y)))
+    else:
+        found = _bad_rows(np, np.asarray(x), np.asarray(y))
+    bad_x, nan_y, bad_y = (int(v) for v in found)
     if bad_x >= 0:
         raise InputError(f"{name}.x holds NaN or Inf (first in row {bad_x}); clean or drop "
                          "those rows before training")
-    if not np.isfinite(y).all():
+    if nan_y:
         raise InputError(f"{name}.y holds NaN or Inf; labels must be one-hot 0/1 rows")
     if bad_y >= 0:
         raise InputError(f"{name}.y is not one-hot: each row must hold 0s and a single 1 "
                          f"(or, with one column, a 0 or a 1); row {bad_y} is "
-                         f"{[float(v) for v in np.asarray(y)[bad_y][:12]]}. Use "
+                         f"{[float(v) for v in np.asarray(y[bad_y])[:12]]}. Use "
                          "funcnn.data.one_hot(labels, k)")
-    _VALUES_CHECKED.add(x, y)
     return x.shape[0]
 
 
-class _Checked:
-    """The (x, y) pairs of JAX arrays whose values passed `check_dataset`: a JAX array cannot
-    change, so a second `fit` on the same data skips the pass over it (10 ms at 60,000
-    Fashion-MNIST rows, 4% of an epoch). Held by weak reference: an entry goes with its
-    array. NumPy arrays can change in place, so they are checked on every call."""
-
-    def __init__(self):
-        self._refs = {}                            # id(x) -> (weakref to x, weakref to y)
-
-    def seen(self, x, y) -> bool:
-        refs = self._refs.get(id(x))
-        return refs is not None and refs[0]() is x and refs[1]() is y
-
-    def add(self, x, y) -> None:
-        if not (isinstance(x, jax.Array) and isinstance(y, jax.Array)):
-            return
-        key = id(x)
-        def forget(ref):                           # x is gone: so is its entry
-            if self._refs.get(key, (None,))[0] is ref:
-                del self._refs[key]
-        self._refs[key] = (weakref.ref(x, forget), weakref.ref(y))
-
-
-_VALUES_CHECKED = _Checked()
-
-
-def _first_bad_rows(x: np.ndarray, y: np.ndarray) -> tuple[int, int]:
-    """(first row of x with a NaN/Inf, first row of y that is not one-hot), -1 where none.
-    NumPy on the host: a check that runs once per call needs no compiled program."""
+def _bad_rows(xp, x, y):
+    """(first row of x with a NaN or Inf, whether y holds one, first row of y that is not
+    one-hot), -1 where none; `xp` is NumPy or jax.numpy, the same code for both."""
     def first(bad):
-        return int(np.argmax(bad)) if bad.any() else -1
+        return xp.where(bad.any(), xp.argmax(bad), -1)
+    finite_x = xp.isfinite(x.reshape(x.shape[0], -1)).all(axis=1)
     zero_one = ((y == 0) | (y == 1)).all(axis=1)
     one_per_row = (y.sum(axis=1) == 1) if y.shape[1] > 1 else True
-    # a NaN or Inf anywhere makes the sum NaN or Inf: one cheap pass when all is well
-    with np.errstate(over="ignore", invalid="ignore"):
-        finite = np.isfinite(x.sum()) or np.isfinite(x).all()    # (the sum may overflow alone)
-    return -1 if finite else first(~np.isfinite(x).all(axis=1)), first(~(zero_one & one_per_row))
+    return first(~finite_x), ~xp.isfinite(y).all(), first(~(zero_one & one_per_row))
+
+
+_bad_rows_on_device = jax.jit(partial(_bad_rows, jnp))     # one reduction, where the data are
 
 
 def _shape(v) -> str:

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from funcnn import data, metrics, model, optim, rng
+from funcnn import data, metrics, model, optim, parallel, rng
 from funcnn.checks import InputError, InputTypeError, integer
 from funcnn.data import Dataset
 
@@ -66,7 +66,10 @@ def fit(key: rng.Key, net, params: model.Params, train: Dataset,
     key = rng.check_key(key)
     train, test, lr = _check_fit_args(net, params, train, test, epochs, lr, batch_size,
                                       optimizer, probe)
-    mesh = _check_mesh(mesh)
+    mesh = parallel.check_mesh(mesh)
+    if mesh is not None:                        # row-split data onto the mesh as it is
+        train = parallel.place(train, mesh)
+        test = None if test is None else parallel.place(test, mesh)
     start_epoch = integer("start_epoch", start_epoch, 0)
     if start_epoch and not jax.config.jax_threefry_partitionable:
         raise InputError("start_epoch needs jax_threefry_partitionable on (JAX's default): only "
@@ -138,12 +141,12 @@ def _fit(key, params, state, train, test, lr, clock, *, net, epochs, start_epoch
         key = None if key_data is None else jax.random.wrap_key_data(key_data, impl=impl)
         batch = train if full else Dataset(train.x[rows], train.y[rows])   # gather on device
         if mesh is not None:                                    # rows split over the devices
-            batch, w, params = _data_parallel(mesh, batch, w, params)
+            batch, w, params = parallel.split_batch(mesh, batch, w, params)
         params, state, loss, out = train_step(net, optimizer, lr, params, state, batch, w, key)
         real = w.sum()                                          # rows that are not padding
         if progress_every and not members:                      # a line every N steps
             lax.cond(step % progress_every == 0, lambda: jax.debug.callback(
-                partial(_print_step, steps, net.loss.name), step, loss, clock, ordered=True),
+                partial(_print_step, steps, net.loss.name), step, loss, clock, ordered=mesh is None),
                 lambda: None)
         return (params, state), (loss * real, metrics.accuracy(out, batch.y, w) * real)
 
@@ -187,7 +190,7 @@ def _fit(key, params, state, train, test, lr, clock, *, net, epochs, start_epoch
         if verbose:                                             # one host call per epoch
             printed = {k: v for k, v in history.items() if k != "probe"}
             jax.debug.callback(partial(_print_epoch, all_epochs, verbose, net.loss.name), i,
-                               printed, clock, ordered=True)
+                               printed, clock, ordered=mesh is None)
         return carry, history
 
     epochs_in = (jnp.arange(start_epoch + 1, all_epochs + 1), jax.random.key_data(keys))
@@ -195,27 +198,6 @@ def _fit(key, params, state, train, test, lr, clock, *, net, epochs, start_epoch
     if members:                                                 # [epochs, m, ...] -> [m, epochs, ...]
         history = jax.tree.map(lambda v: jnp.swapaxes(v, 0, 1), history)
     return params, history, state
-
-
-def _data_parallel(mesh, batch, w, params):
-    """Ask XLA to split the batch's rows over the mesh and to keep the params whole on every
-    device; it then runs each device's share and all-reduces the gradient sums (JAX's SPMD)."""
-    rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(mesh.axis_names[0]))
-    whole = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    constrain = jax.lax.with_sharding_constraint
-    return constrain(batch, rows), constrain(w, rows), constrain(params, whole)
-
-
-def _check_mesh(mesh):
-    """A 1-D mesh, its axis made Auto (XLA places the work; jax.make_mesh gives Explicit)."""
-    if mesh is None:
-        return None
-    if not (isinstance(mesh, jax.sharding.Mesh) and len(mesh.axis_names) == 1):
-        raise InputTypeError("mesh must be a 1-D jax.sharding.Mesh, e.g. "
-                             "jax.make_mesh((jax.device_count(),), ('batch',)); got "
-                             f"{type(mesh).__name__}")
-    return jax.sharding.Mesh(mesh.devices, mesh.axis_names,
-                             axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def train_step(net, optimizer, lr, params, state, batch, w, key):
