@@ -278,9 +278,9 @@ def check_dataset(ds, name: str = "ds") -> int:
 
     Shapes are always checked; values (finite, one-hot) only on concrete arrays, so the check
     also runs inside `jit`/`vmap` where it looks at shapes alone. Values are checked where the
-    data live: NumPy arrays by NumPy on the host, JAX arrays by one compiled reduction on
-    their devices (two numbers come back, never the data: on a GPU, or with rows spread over
-    several hosts, nothing is copied to this host).
+    data live: in host memory (NumPy, or JAX on the CPU: a view) by NumPy, with nothing to
+    compile; on a GPU, or spread over several hosts, by one compiled reduction on the data's
+    devices (three numbers come back, never the data).
     """
     if not (isinstance(ds, tuple) and len(ds) == 2):
         raise InputTypeError(f"{name} must be a Dataset(x, y), got {type(ds).__name__}; "
@@ -300,11 +300,13 @@ def check_dataset(ds, name: str = "ds") -> int:
         raise InputError(f"{name} is empty (0 rows); it needs at least one example")
     if isinstance(x, jax.core.Tracer) or isinstance(y, jax.core.Tracer):
         return x.shape[0]                         # traced: values unknown, shapes checked
-    if isinstance(x, jax.Array) or isinstance(y, jax.Array):
-        found = jax.device_get(_bad_rows_on_device(jnp.asarray(x), jnp.asarray(y)))
+    if _in_host_memory(x) and _in_host_memory(y):
+        found = _bad_rows(np, np.asarray(x), np.asarray(y))      # a view, not a copy
     else:
-        found = _bad_rows(np, np.asarray(x), np.asarray(y))
+        with jax.ensure_compile_time_eval():      # concrete even under an outer vmap or jit
+            found = jax.device_get(_bad_rows_on_device(jnp.asarray(x), jnp.asarray(y)))
     bad_x, nan_y, bad_y = (int(v) for v in found)
+    row = lambda v, i: np.asarray(v)[i] if _in_host_memory(v) else jax.device_get(v[i])
     if bad_x >= 0:
         raise InputError(f"{name}.x holds NaN or Inf (first in row {bad_x}); clean or drop "
                          "those rows before training")
@@ -313,7 +315,7 @@ def check_dataset(ds, name: str = "ds") -> int:
     if bad_y >= 0:
         raise InputError(f"{name}.y is not one-hot: each row must hold 0s and a single 1 "
                          f"(or, with one column, a 0 or a 1); row {bad_y} is "
-                         f"{[float(v) for v in np.asarray(y[bad_y])[:12]]}. Use "
+                         f"{[float(v) for v in row(y, bad_y)[:12]]}. Use "
                          "funcnn.data.one_hot(labels, k)")
     return x.shape[0]
 
@@ -330,6 +332,12 @@ def _bad_rows(xp, x, y):
 
 
 _bad_rows_on_device = jax.jit(partial(_bad_rows, jnp))     # one reduction, where the data are
+
+
+def _in_host_memory(v) -> bool:
+    """NumPy, or a JAX array whole on this process's CPU (NumPy reads it in place)."""
+    return not isinstance(v, jax.Array) or (
+        v.is_fully_addressable and all(d.platform == "cpu" for d in v.devices()))
 
 
 def _shape(v) -> str:

@@ -215,15 +215,19 @@ def test_a_four_round_feistel_fails_the_neighbour_bound():
 
 # --- values are checked where the data live -------------------------------------------------
 
-def test_jax_arrays_are_checked_on_their_device_without_copying_them_to_the_host():
-    ds = fn.data.Dataset(jnp.zeros((5, 2)), jnp.eye(2)[jnp.array([0, 1, 0, 1, 1])])
+@pytest.mark.parametrize("x, y", [
+    (np.zeros((5, 2)), np.eye(2)[[0, 1, 0, 1, 1]]),
+    (np.array([[0, 1], [0, np.inf], [np.nan, 0]]), np.eye(2)[[0, 1, 0]]),
+    (np.zeros((3, 2, 2, 1)), np.array([[1.0, 0.0], [0.5, 0.5], [1.0, 1.0]])),
+    (np.zeros((3, 2)), np.array([[1.0], [0.0], [2.0]])),
+    (np.zeros((2, 2)), np.array([[1.0, 0.0], [np.nan, 1.0]])),
+])
+def test_the_device_check_finds_what_the_host_check_finds(x, y):
+    # on a GPU or over several hosts the values are checked on the devices, by the same code
+    on_host = [int(v) for v in fn.data._bad_rows(np, x, y)]
     with jax.transfer_guard("disallow"):          # an implicit copy of x or y would raise
-        assert fn.data.check_dataset(ds) == 5
-    bad = fn.data.Dataset(ds.x.at[3, 1].set(jnp.inf), ds.y)
-    with pytest.raises(ValueError, match=r"NaN or Inf \(first in row 3\)"):
-        fn.data.check_dataset(bad)
-    with pytest.raises(ValueError, match="row 4 is"):
-        fn.data.check_dataset(fn.data.Dataset(ds.x, ds.y.at[4, 0].set(1.0)))
+        found = jax.device_get(fn.data._bad_rows_on_device(jax.device_put(x), jax.device_put(y)))
+    assert [int(v) for v in found] == on_host
 
 
 def test_numpy_arrays_are_checked_on_every_call():
