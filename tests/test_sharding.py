@@ -27,6 +27,23 @@ CHILD = textwrap.dedent("""
                               mesh=fn.parallel.check_mesh(mesh), verbose=0, members=False,
                               progress_every=0).compile().as_text()
     assert "all-reduce" in hlo                                  # XLA's SPMD did the reduce
+
+    # BatchNorm over four devices normalises with the global batch's statistics: as one device
+    L, M = fn.layers, fn.math
+    cnn = fn.model.network(L.serial(L.Conv2D(4, (3, 3)), M.relu, L.BatchNorm(), L.Flatten(),
+                                    L.Dense(3)), (6, 6, 2), fn.losses.softmax_cross_entropy)
+    kx, ky = jax.random.split(jax.random.key(5))
+    images = fn.data.Dataset(jax.random.normal(kx, (96, 6, 6, 2)),
+                             fn.data.one_hot(jax.random.randint(ky, (96,), 0, 3), 3))
+    p0 = fn.model.init(jax.random.key(6), cnn)
+    how = dict(epochs=2, batch_size=16, optimizer=fn.optim.sgd(0.1), verbose=False)
+    one, h1 = fn.train.fit(jax.random.key(7), cnn, p0, images, images, **how)
+    four, h4 = fn.train.fit(jax.random.key(7), cnn, p0, fn.parallel.shard_rows(images, mesh),
+                            images, mesh=mesh, **how)
+    for name in h1:
+        np.testing.assert_allclose(h4[name], h1[name], rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(four), jax.tree.leaves(one)):   # running stats included
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     print("sharded ok", float(h4["train_loss"][-1]))
 """)
 

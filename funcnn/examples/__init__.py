@@ -4,8 +4,9 @@ Each module has a `HELP` line, `add_arguments(parser)` for its flags and `run(ar
 run is a short script of funcnn calls, in the original's flow: data -> model -> training ->
 metrics -> pictures in images/.
 """
-from funcnn.examples import circles, clusters, fashion_cnn, fashion_mnist_numpy, sequential
+from funcnn.examples import (circles, clusters, fashion_cnn, fashion_mnist_numpy, multihost,
+                             sequential)
 
 EXAMPLES = {"clusters": clusters, "circles": circles,
             "fashion-mnist-numpy": fashion_mnist_numpy, "sequential": sequential,
-            "fashion-cnn": fashion_cnn}
+            "fashion-cnn": fashion_cnn, "multihost": multihost}
