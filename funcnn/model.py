@@ -395,3 +395,26 @@ def _weights(w, batch):
         raise InputError(f"w must hold one weight per row, shape ({n},), got "
                          f"{getattr(w, 'shape', type(w).__name__)}")
     return w
+
+
+# --- reading the output ----------------------------------------------------------------------
+
+def probabilities(net, out):
+    """The network's output `out: f[n, k]` as class probabilities f[n, k], in out's own array
+    library (numpy in, numpy out; jax in, jax out) and dtype.
+
+    k = 1: the output is p(class 1), clipped to [0, 1]. k >= 2, by the output activation:
+    log_softmax -> exp; softmax and sigmoid -> as they are (k sigmoids need not sum to 1);
+    any other (identity, as softmax_cross_entropy's logits; tanh, relu) -> softmax, so the
+    largest output is the most probable class.
+    """
+    xp = jnp if isinstance(out, jax.Array) else np
+    if out.shape[-1] == 1:
+        return xp.clip(out, 0.0, 1.0)
+    output = net.output_activation.name
+    if output == "log_softmax":
+        return xp.exp(out)                                       # log p -> p
+    if output in ("softmax", "sigmoid"):
+        return out
+    e = xp.exp(out - out.max(axis=-1, keepdims=True))            # softmax, shifted: no overflow
+    return e / e.sum(axis=-1, keepdims=True)

@@ -222,3 +222,26 @@ def test_functions_refuse_bad_values_outside_fit_too():
         fn.model.uniform(-1.0)
     sizes = fn.model.mlp(np.array([2, 8, 2]), hidden=M.relu, output=M.identity, loss=L.mse)
     assert sizes.sizes == (2, 8, 2) and type(sizes.sizes[0]) is int
+
+
+def test_probabilities_read_the_output_as_its_activation_means_it():
+    def net(output, loss=L.mse, k=2):
+        return fn.model.mlp([2, k], hidden=M.relu, output=output, loss=loss)
+    p = fn.model.probabilities
+    logits = np.array([[0.0, np.log(3.0)], [2.0, 2.0], [-800.0, 800.0]])
+    want = [[0.25, 0.75], [0.5, 0.5], [0.0, 1.0]]              # softmax, finite at 800
+    np.testing.assert_allclose(p(net(M.identity, L.softmax_cross_entropy), logits), want,
+                               rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(p(net(M.tanh), logits[:2]), want[:2], rtol=1e-12)
+    np.testing.assert_allclose(p(net(M.log_softmax, L.nll), np.log([[0.9, 0.1]])), [[0.9, 0.1]],
+                               rtol=1e-12)
+    sigmoids = np.array([[0.2, 0.9], [0.0, 0.0]])              # k sigmoids: kept as they are
+    assert p(net(M.sigmoid), sigmoids) is sigmoids
+    assert p(net(M.softmax), sigmoids) is sigmoids
+    one = net(M.sigmoid, L.binary_cross_entropy, k=1)          # one column: p(class 1), clipped
+    np.testing.assert_array_equal(p(one, np.array([[1.5], [0.3], [-0.1]])), [[1.0], [0.3], [0.0]])
+    # numpy in, numpy out (float64 kept); jax in, jax out, also under jit
+    assert p(net(M.identity), logits).dtype == np.float64
+    jitted = jax.jit(p, static_argnums=0)(net(M.identity), jnp.asarray(logits[:2], jnp.float32))
+    assert isinstance(jitted, jax.Array)
+    np.testing.assert_allclose(jitted, want[:2], rtol=1e-6)

@@ -2,6 +2,7 @@
 contour; PNG bytes a separate decoder reads back; atomic files; errors that name the argument."""
 import base64
 import os
+import pathlib
 import re
 import struct
 import xml.etree.ElementTree as ET
@@ -13,6 +14,7 @@ import pytest
 
 import funcnn as fn
 from funcnn import visualization as viz
+from funcnn.visualization import boundary, svg
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -160,26 +162,53 @@ def test_confident_cells_take_their_class_colour():
     assert min(_rgb(viz.score_colour(0.52))) > 220   # barely decided: nearly white
 
 
-def test_equal_colours_merge_into_one_rect_per_row():
+def test_equal_colours_merge_into_one_run_per_row():
     xs, ys = np.linspace(0.0, 1.0, 12), np.linspace(0.0, 1.0, 9)
-    svg = viz.boundary_svg(np.full((9, 12), 0.01), xs, ys, np.zeros((0, 2)),
+    doc = viz.boundary_svg(np.full((9, 12), 0.01), xs, ys, np.zeros((0, 2)),
                            np.zeros(0, int), "flat")
-    (cells,) = [g for g in ET.fromstring(svg).iter(f"{SVG}g") if g.get("id") == "cells"]
-    rects = list(cells.iter(f"{SVG}rect"))
-    assert len(rects) == len(ys)
-    for rect in rects:
-        r, _, b = _rgb(rect.get("fill"))
-        assert b > r
-        assert float(rect.get("width")) == pytest.approx(viz.SIZE, abs=0.02)
+    (cells,) = [g for g in ET.fromstring(doc).iter(f"{SVG}g") if g.get("id") == "cells"]
+    (path,) = cells.iter(f"{SVG}path")                # one colour: one path
+    runs = re.findall(r"M(\d+) (\d+)\.5h(\d+)", path.get("d"))
+    assert len(runs) == len(ys)                       # a run per row, each the whole row
+    assert sorted(int(row) for _, row, _ in runs) == list(range(len(ys)))
+    assert all((int(i), int(w)) == (0, len(xs)) for i, _, w in runs)
+    r, _, b = _rgb(path.get("stroke"))
+    assert b > r
+    # a cell is SIZE / 12 pixels wide, so a whole row spans the plot's SIZE pixels
+    assert cells.get("transform") == (f"translate({viz.LEFT} {viz.TOP}) "
+                                      f"scale({viz.SIZE / 12:.6g} {viz.SIZE / 9:.6g})")
+
+
+
+def _drawn_cells(cells, ny, nx):
+    """The colour of every cell that a <g> of run paths draws, white where none is drawn."""
+    drawn = np.full((ny, nx), "#ffffff", object)              # white: the background
+    assert cells.get("stroke-width") == "1"                   # a line one cell thick
+    for p in cells.iter(f"{SVG}path"):
+        assert re.fullmatch(r"(M\d+ \d+\.5h\d+)+", p.get("d"))
+        for i, row, w in re.findall(r"M(\d+) (\d+)\.5h(\d+)", p.get("d")):
+            drawn[ny - 1 - int(row), int(i):int(i) + int(w)] = p.get("stroke")  # row 0 on top
+    return drawn.tolist()
+
+
+def test_still_cells_reproduce_the_quantised_grid():
+    xs, ys = np.linspace(-1.0, 1.0, 9), np.linspace(0.0, 2.0, 7)
+    gx, gy = np.meshgrid(xs, ys)
+    s = 1 / (1 + np.exp(-3 * (gx + 0.5 * gy - 0.5)))          # every colour step from 0 to 1
+    doc = viz.boundary_svg(s, xs, ys, np.zeros((0, 2)), np.zeros(0, int), "slope")
+    (cells,) = [g for g in ET.fromstring(doc).iter(f"{SVG}g") if g.get("id") == "cells"]
+    want = [[boundary._level_colour(v, viz.LEVELS) for v in r] for r in boundary._level(s)]
+    assert len({c for r in want for c in r}) > 6               # more steps than an animation's
+    assert _drawn_cells(cells, 7, 9) == want
 
 
 # --- files ---------------------------------------------------------------------------------
 
 def test_write_atomic_makes_folders_and_replaces_whole(tmp_path):
     target = tmp_path / "a" / "b" / "picture.svg"
-    assert viz._write_atomic(target, "first") == target
+    assert svg.write(target, "first") == target
     assert target.read_text() == "first"
-    viz._write_atomic(target, "second, longer")
+    svg.write(target, "second, longer")
     assert target.read_text() == "second, longer"
     assert os.listdir(target.parent) == ["picture.svg"]   # no temp file left behind
 
@@ -192,9 +221,22 @@ def test_write_atomic_keeps_old_file_when_replace_fails(tmp_path, monkeypatch):
         raise OSError("disk gone")
     monkeypatch.setattr(os, "replace", broken)
     with pytest.raises(OSError, match="disk gone"):
-        viz._write_atomic(target, "new")
+        svg.write(target, "new")
     assert target.read_text() == "old"
     assert os.listdir(tmp_path) == ["picture.svg"]
+
+
+def test_a_picture_is_a_path_that_a_notebook_draws(tmp_path):
+    path = viz.curves({"train_loss": [1.0, 0.5]}, tmp_path / "c.svg")
+    assert isinstance(path, pathlib.Path) and isinstance(path, viz.Picture)
+    assert path == tmp_path / "c.svg" and str(path) == str(tmp_path / "c.svg")
+    assert path._repr_svg_() == (tmp_path / "c.svg").read_text()    # IPython shows this
+    assert ET.fromstring(path._repr_svg_()).tag == f"{SVG}svg"
+    assert path.parent._repr_svg_() is None                          # a folder: its path
+    cm = viz.confusion_matrix([[1, 0], [0, 1]], ["a", "b"], tmp_path / "cm.svg")
+    assert cm._repr_svg_().startswith("<svg")
+    for module in pathlib.Path(viz.__file__).parent.glob("*.py"):   # IPython never imported
+        assert "IPython" not in re.sub(r'""".*?"""|#.*', "", module.read_text(), flags=re.S)
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -308,7 +350,7 @@ def test_curves_refuse_bad_history(tmp_path, history, kwargs, match):
 
 def test_whole_ticks_are_whole():
     for lo, hi in [(1, 3), (1, 12), (0.5, 1.5), (25, 2000), (1, 50)]:
-        ticks = viz._ticks(lo, hi, whole=True)
+        ticks = svg.ticks(lo, hi, whole=True)
         assert ticks and all(t == int(t) and lo <= t <= hi for t in ticks)
 
 
@@ -391,8 +433,8 @@ def test_animation_cells_reproduce_the_quantised_grid(tmp_path):
             assert re.fullmatch(r"(M\d+ \d+\.5h\d+)+", p.get("d"))
             for i, row, w in re.findall(r"M(\d+) (\d+)\.5h(\d+)", p.get("d")):
                 drawn[6 - int(row), int(i):int(i) + int(w)] = p.get("stroke")  # row 0 on top
-        q = viz._level(s, viz.ANIMATION_LEVELS)
-        want = [[viz._level_colour(v, viz.ANIMATION_LEVELS) for v in r] for r in q]
+        q = boundary._level(s, viz.ANIMATION_LEVELS)
+        want = [[boundary._level_colour(v, viz.ANIMATION_LEVELS) for v in r] for r in q]
         assert drawn.tolist() == want
 
 
@@ -431,7 +473,7 @@ def test_confusion_matrix_writes_every_count_and_name(tmp_path):
     # shade follows the share of the row (6 of 6 is darkest), counts on dark cells are white
     rects = [r for r in cells.iter(f"{SVG}rect") if r.get("fill") != "none"]
     share = cm / cm.sum(axis=1, keepdims=True)
-    assert [r.get("fill") for r in rects] == [viz._blend(viz.BLUE, v) for v in share.ravel()]
+    assert [r.get("fill") for r in rects] == [svg.blend(viz.BLUE, v) for v in share.ravel()]
     assert rects[4].get("fill") == viz.BLUE
     inks = [t.get("fill") for t in cells.iter(f"{SVG}text")]
     assert inks == ["white" if v > 0.5 else viz.INK for v in share.ravel()]

@@ -56,7 +56,7 @@ def run(args) -> int:
     frames = np.asarray(history["probe"][every - 1::every, :, 0]).reshape(-1, 50, 50)
     steps = list(range(every, epochs + 1, every))
     out = fn.visualization.animation(frames, xs, ys, np.asarray(ds.x),
-                                     fn.visualization.labels_of(np.asarray(ds.y)),
+                                     np.asarray(fn.metrics.predict_class(ds.y)),
                                      args.out.replace(".svg", "_training.svg"), steps=steps,
                                      still_path=args.out, title=f"{net}")
     curves = fn.visualization.curves(history, args.out.replace(".svg", "_curves.svg"),
