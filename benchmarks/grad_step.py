@@ -9,8 +9,9 @@ Two variants of the same step, p <- p - lr dL/dp, returning the loss before it:
 Two networks: the Clojure net (2 -> 8 -> 2 sigmoid, MSE, batch 16 of gaussian_clusters) and a
 784 -> 128 -> 10 net (relu, logits, softmax cross-entropy, batch 128 of random inputs).
 
-Measured, in one process, hand and auto alternating in every repeat (the machine is shared and
-noisy, so the median and the min over the repeats are printed):
+Measured, in one process, the four programs in a new shuffled order every repeat
+(`timing.interleave`; the machine is shared and noisy, so the median and the min over the
+repeats are printed):
   scan  K steps inside one jitted `lax.scan`, seconds per step: the step's own cost;
   call  one jitted step called from Python many times in a row, seconds per call: dispatch
         included (the Python loop of a training script that jits only its step).
@@ -21,8 +22,7 @@ one compiled step.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +31,7 @@ from jax import lax
 
 import funcnn as fn
 from funcnn.data import Dataset
+from timing import interleave, med, ratios, timed
 
 N_BATCHES = 8          # distinct batches in the stack; step i uses batch i % N_BATCHES
 TARGET = 1.05          # hand may take at most 5% longer than autodiff
@@ -90,13 +91,6 @@ def wide_net(key):
 
 # --- timing -----------------------------------------------------------------------------------
 
-def seconds(f):
-    """Wall time of `f()`, waiting for the device to finish."""
-    start = time.perf_counter()
-    jax.block_until_ready(f())
-    return time.perf_counter() - start
-
-
 def call_loop(step, params, batch, lr, calls):
     """`calls` dispatches of a one-step program, each feeding the next (as a training loop)."""
     for _ in range(calls):
@@ -127,24 +121,18 @@ def bench(name, make, k, calls, repeats, key):
     for v in VARIANTS:
         jax.block_until_ready(steps[v](params, first, lr))                 # compile, warm up
 
-    # time: hand and auto alternate, and swap which goes first, every repeat
-    scan_t = {v: [] for v in VARIANTS}
-    call_t = {v: [] for v in VARIANTS}
-    for r in range(repeats):
-        for v in (("hand", "auto") if r % 2 == 0 else ("auto", "hand")):
-            scan_t[v].append(seconds(lambda: scans[v](params, batches, lr)) / k)
-            call_t[v].append(seconds(lambda: call_loop(steps[v], params, first, lr, calls))
-                             / calls)
+    # time: every program once per repeat, in a new shuffled order each repeat
+    runners = {}
+    for v in VARIANTS:
+        runners[v, "scan"] = timed(partial(scans[v], params, batches, lr))
+        runners[v, "call"] = timed(partial(call_loop, steps[v], params, first, lr, calls))
+    times = interleave(runners, repeats)
     rows = []
     for v in VARIANTS:
         flops, nbytes = cost(steps[v], params, first, lr)
-        rows.append((name, v, scan_t[v], call_t[v], flops, nbytes))
+        rows.append((name, v, [t / k for t in times[v, "scan"]],
+                     [t / calls for t in times[v, "call"]], flops, nbytes))
     return rows
-
-
-def ratios(hand, auto):
-    """Per-repeat ratios hand / auto: each pair ran back to back, under the same load."""
-    return [h / a for h, a in zip(hand, auto, strict=True)]
 
 
 def print_table(rows):
@@ -152,8 +140,8 @@ def print_table(rows):
             f"{'call min':>11}{'flops':>10}{'bytes':>10}")
     print(head + "\n" + "-" * len(head))
     for net, v, scan, call, flops, nbytes in rows:
-        print(f"{net:<16}{v:<8}{statistics.median(scan) * 1e6:>10.2f} us"
-              f"{min(scan) * 1e6:>8.2f} us{statistics.median(call) * 1e6:>10.1f} us"
+        print(f"{net:<16}{v:<8}{med(scan) * 1e6:>10.2f} us"
+              f"{min(scan) * 1e6:>8.2f} us{med(call) * 1e6:>10.1f} us"
               f"{min(call) * 1e6:>8.1f} us{flops:>10.3g}{nbytes:>10.3g}")
     print(f"\nhand / auto: median of the per-repeat ratios (their range) [ratio of the mins]; "
           f"target <= {TARGET}")
@@ -161,9 +149,9 @@ def print_table(rows):
         line = f"  {hand[0]:<16}"
         for what, i in (("scan", 2), ("call", 3)):
             r = ratios(hand[i], auto[i])
-            line += (f"{what} {statistics.median(r):.3f} ({min(r):.2f}-{max(r):.2f}) "
+            line += (f"{what} {med(r):.3f} ({min(r):.2f}-{max(r):.2f}) "
                      f"[{min(hand[i]) / min(auto[i]):.3f}]   ")
-        ok = statistics.median(ratios(hand[2], auto[2])) <= TARGET
+        ok = med(ratios(hand[2], auto[2])) <= TARGET
         print(line + ("ok" if ok else "above target: rerun with --repeats 31 to tell it "
                                       "from noise"))
 
