@@ -193,7 +193,7 @@ def test_no_autodiff_in_the_library_gradient_path():
     import pathlib
     import tokenize
     banned = {"grad", "value_and_grad", "vjp", "jvp", "custom_vjp", "custom_jvp", "linearize"}
-    for path in pathlib.Path(fn.__file__).parent.glob("*.py"):
+    for path in pathlib.Path(fn.__file__).parent.rglob("*.py"):
         if path.name == "gradcheck.py":
             continue
         tokens = tokenize.generate_tokens(io.StringIO(path.read_text()).readline)
