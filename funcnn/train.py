@@ -81,7 +81,7 @@ def fit(key: rng.Key, net, params: model.Params, train: Dataset,
     new_params, history, state = _fit(
         key, params, state, train, test, lr, _clock(), net=net, epochs=epochs,
         start_epoch=start_epoch, batch_size=min(batch_size, train.x.shape[0]),
-        optimizer=optimizer, probe=probe, mesh=mesh, verbose=every, members=False,
+        optimizer=optimizer, probe=probe, mesh=mesh, verbose=every, ensemble=False,
         progress_every=integer("progress_every", progress_every, 0) if every else 0)
     _raise_if_diverged(new_params, history, lr)
     return (new_params, history, state) if return_state else (new_params, history)
@@ -113,7 +113,7 @@ def fit_many(keys: jax.Array, net, params: model.Params, train: Dataset,
                                   epochs=epochs, start_epoch=0,
                                   batch_size=min(batch_size, train.x.shape[0]),
                                   optimizer=optimizer, probe=probe, mesh=None,
-                                  verbose=_every(verbose), members=True, progress_every=0)
+                                  verbose=_every(verbose), ensemble=True, progress_every=0)
     _raise_if_diverged(new_params, history, lr)
     return new_params, history
 
@@ -124,31 +124,31 @@ def epoch_keys(key: rng.Key, epochs: int) -> jax.Array:
 
 
 @partial(jax.jit, static_argnames=("net", "epochs", "start_epoch", "batch_size", "optimizer",
-                                   "probe", "mesh", "verbose", "members", "progress_every"))
+                                   "probe", "mesh", "verbose", "ensemble", "progress_every"))
 def _fit(key, params, state, train, test, lr, clock, *, net, epochs, start_epoch, batch_size,
-         optimizer, probe, mesh, verbose, members, progress_every):
+         optimizer, probe, mesh, verbose, ensemble, progress_every):
     n = train.x.shape[0]
     devices = 1 if mesh is None else mesh.size
-    width = -(-batch_size // devices) * devices                 # rows per batch, padded
-    full = width == n                                           # full-batch descent
+    padded = -(-batch_size // devices) * devices                # rows per batch, padded
+    full = padded == n                                           # full-batch descent
     steps = 1 if full else -(-n // batch_size)
     dropout = net.layer.needs_key                               # a key per step, for masks
     impl = jax.random.key_impl(key)
 
     def batch_step(carry, inputs):
         params, state = carry                                   # state: the optimizer's
-        step, rows, w, key_data = inputs                        # i32[width], f32[width]
+        step, rows, w, key_data = inputs                        # i32[padded], f32[padded]
         key = None if key_data is None else jax.random.wrap_key_data(key_data, impl=impl)
         batch = train if full else Dataset(train.x[rows], train.y[rows])   # gather on device
         if mesh is not None:                                    # rows split over the devices
             batch, w, params = parallel.split_batch(mesh, batch, w, params)
         params, state, loss, out = train_step(net, optimizer, lr, params, state, batch, w, key)
-        real = w.sum()                                          # rows that are not padding
-        if progress_every and not members:                      # a line every N steps
+        n_rows = w.sum()                                        # rows that are not padding
+        if progress_every and not ensemble:                      # a line every N steps
             lax.cond(step % progress_every == 0, lambda: jax.debug.callback(
                 partial(_print_step, steps, net.loss.name), step, loss, clock, ordered=mesh is None),
                 lambda: None)
-        return (params, state), (loss * real, metrics.accuracy(out, batch.y, w) * real)
+        return (params, state), (loss * n_rows, metrics.accuracy(out, batch.y, w) * n_rows)
 
     def train_epoch(carry, key):
         if dropout:                                             # the shuffle's key, the masks'
@@ -159,7 +159,7 @@ def _fit(key, params, state, train, test, lr, clock, *, net, epochs, start_epoch
         if full:                                                # one batch of every row:
             rows, w = jnp.arange(n)[None, :], jnp.ones((1, n), train.x.dtype)   # no shuffle
         else:
-            rows, w = data.batches(key, n, batch_size, train.x.dtype, width)   # a new shuffle
+            rows, w = data.batches(key, n, batch_size, train.x.dtype, padded)  # a new shuffle
         carry, (loss_sums, correct) = lax.scan(
             batch_step, carry, (jnp.arange(1, steps + 1), rows, w, masks))
         params = carry[0]
@@ -175,7 +175,7 @@ def _fit(key, params, state, train, test, lr, clock, *, net, epochs, start_epoch
     # one key per epoch of the whole run; split(key, m)[:k] is split(key, k) (partitionable
     # threefry, JAX's default), so a run resumed at start_epoch draws the keys of one long run
     all_epochs = start_epoch + epochs
-    if members:
+    if ensemble:
         train_epoch = jax.vmap(train_epoch)
         keys = jax.vmap(epoch_keys, in_axes=(0, None), out_axes=1)(key, all_epochs)  # [epochs, m]
     else:
@@ -195,7 +195,7 @@ def _fit(key, params, state, train, test, lr, clock, *, net, epochs, start_epoch
 
     epochs_in = (jnp.arange(start_epoch + 1, all_epochs + 1), jax.random.key_data(keys))
     (params, state), history = lax.scan(epoch_step, (params, state), epochs_in)
-    if members:                                                 # [epochs, m, ...] -> [m, epochs, ...]
+    if ensemble:                                                # [epochs, m, ...] -> [m, epochs, ...]
         history = jax.tree.map(lambda v: jnp.swapaxes(v, 0, 1), history)
     return params, history, state
 
@@ -342,7 +342,7 @@ def _raise_if_diverged(params, history, lr) -> None:
         return                                  # traced by an outer jit/vmap: values unknown
     losses = [v for k, v in history.items() if k != "probe"]
     bad = np.stack([~np.isfinite(np.asarray(v)) for v in losses]).any(axis=0)
-    if not bad.any():                           # bad: [epochs] or [members, epochs]
+    if not bad.any():                           # bad: [epochs] or [networks, epochs]
         return
     first = int(np.argmax(bad.reshape(-1, bad.shape[-1]).any(axis=0))) + 1
     raise TrainingDiverged(

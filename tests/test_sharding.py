@@ -24,7 +24,7 @@ CHILD = textwrap.dedent("""
     hlo = fn.train._fit.lower(jax.random.key(3), params, (), ds, ds, np.float32(0.5),
                               fn.train._clock(), net=net, epochs=2, start_epoch=0,
                               batch_size=7, optimizer=None, probe=None,
-                              mesh=fn.parallel.check_mesh(mesh), verbose=0, members=False,
+                              mesh=fn.parallel.check_mesh(mesh), verbose=0, ensemble=False,
                               progress_every=0).compile().as_text()
     assert "all-reduce" in hlo                                  # XLA's SPMD did the reduce
 

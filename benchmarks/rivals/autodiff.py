@@ -32,9 +32,9 @@ def autodiff_fit(key, params, train, lr, *, net, epochs, batch_size):
         x, y = train.x[rows], train.y[rows]
         (value, (out, caches)), g = jax.value_and_grad(loss, has_aux=True)(params, x, y, w, key)
         new = fn.model.sgd(params, g, lr)                     # p <- p - lr dL/dp
-        real = w.sum()                                        # rows that are not padding
+        n_rows = w.sum()                                      # rows that are not padding
         return (fn.model.update_state(net, params, new, caches),   # BatchNorm's statistics
-                (value * real, fn.metrics.accuracy(out, y, w) * real))
+                (value * n_rows, fn.metrics.accuracy(out, y, w) * n_rows))
 
     def epoch(params, key):
         masks = None
