@@ -13,6 +13,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from functools import partial
+
+from funcnn import backend, checks
+from funcnn.checks import InputError, InputTypeError
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -25,10 +30,9 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["clusters", *argv]                 # no command: the Clojure run
     args = parser.parse_args(argv)
     if args.quick_compile:
-        _quick_compile()
+        backend.quick_compile()                    # XLA flags: set before jax starts XLA
     if not args.no_cache:
         _use_compilation_cache()
-    from funcnn.checks import InputError, InputTypeError
     from funcnn.train import TrainingDiverged
     try:
         return args.run(args)
@@ -65,59 +69,25 @@ def _common(p: argparse.ArgumentParser, out: str) -> None:
                    "~/.cache/funcnn (the cache makes the second run start faster)")
 
 
-def _whole(text: str, lo: int, hi: int | None = None) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if v < lo or (hi is not None and v > hi):
-        raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}" if hi is None else
-                                         f"must be between {lo} and {hi}, got {v}")
-    return v
+def _flag(parse, expected: str, check):
+    """An argparse type: the word as `parse` reads it (int, float), then `check`ed by
+    funcnn.checks; either fault becomes argparse's message ("argument --lr: must be finite
+    and > 0, got -1.0"), which names the flag, so the check gets the name ""."""
+    def convert(text: str):
+        try:
+            v = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        try:
+            return check("", v)
+        except (InputError, InputTypeError) as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return convert
 
 
-def _positive_int(text: str) -> int:
-    return _whole(text, 1)
-
-
-def _seed(text: str) -> int:
-    return _whole(text, 0, 2**63 - 1)
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (v > 0 and v < float("inf")):
-        raise argparse.ArgumentTypeError(f"must be finite and > 0, got {text}")
-    return v
-
-
-# XLA flags for a network that trains in milliseconds, where compiling is nearly all of a run:
-# no LLVM optimisation, and XLA's older fusion emitters, which compile in half the time. The
-# Clojure run's cold start drops from about 2.7 s to 2.0 s on a 2-core machine, its training
-# (0.05 s) and its numbers unchanged; a Fashion-MNIST epoch would run ~20% slower, so only the
-# small examples ask for them. XLA aborts on a flag it does not know, so they are set only
-# for the jaxlib releases they were checked on.
-QUICK_COMPILE_FLAGS = {"xla_backend_optimization_level": "0",
-                       "xla_cpu_use_fusion_emitters": "false"}
-QUICK_COMPILE_JAXLIB = ("0.10.",)
-
-
-def _quick_compile() -> None:
-    """Add QUICK_COMPILE_FLAGS to XLA_FLAGS (before JAX starts its backend); a flag the user
-    set wins."""
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        if not version("jaxlib").startswith(QUICK_COMPILE_JAXLIB):
-            return
-    except PackageNotFoundError:
-        return
-    flags = os.environ.get("XLA_FLAGS", "")
-    extra = [f"--{name}={value}" for name, value in QUICK_COMPILE_FLAGS.items()
-             if name not in flags]
-    os.environ["XLA_FLAGS"] = " ".join([flags, *extra]).strip()
+_positive_int = _flag(int, "a whole number", partial(checks.integer, least=1))
+_seed = _flag(int, "a whole number", partial(checks.integer, least=0, most=2**63 - 1))
+_positive_float = _flag(float, "a number", partial(checks.number, positive=True))
 
 
 def _use_compilation_cache() -> None:
@@ -134,16 +104,12 @@ def _use_compilation_cache() -> None:
 
 
 def run() -> None:
-    """The command: main(), then a hard exit once its output is flushed. Tearing jax and
-    XLA down in an orderly way takes 0.3 s of a 1.6 s run, and all there is to keep (the
-    pictures, the compilation cache) is on disk by then. A test calls main() instead."""
-    code = main()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except OSError:                            # a closed pipe (| head): nothing to keep
-            pass
-    os._exit(code)
+    """The command: main(), then an exit without jax's teardown (see funcnn.backend). A test
+    calls main() instead."""
+    backend.exit_skipping_teardown(main())
+
+
+_quick_compile = backend.quick_compile   # old name, used by benchmarks/cli_*.py until renamed
 
 
 if __name__ == "__main__":

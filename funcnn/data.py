@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from funcnn import idx, rng
+from funcnn import rng, sources
 from funcnn.checks import InputError, InputTypeError, integer, real
 
 
@@ -250,17 +250,17 @@ def batches(key: rng.Key, n: int, batch_size: int, dtype=jnp.float32,
 
 def fashion_mnist(path=None, download: bool = False) -> tuple[Dataset, Dataset]:
     """Fashion-MNIST as `(train, test)`: x f32[n, 784] in [0, 1], y f32[n, 10] one-hot
-    (60,000 and 10,000 rows; class names in `funcnn.idx.FASHION_CLASSES`).
+    (60,000 and 10,000 rows; class names in `funcnn.sources.FASHION_CLASSES`).
 
     Looked for in `path`, then $FUNCNN_DATA, /usr/share/datasets/fashion-mnist (Debian's
     `dataset-fashion-mnist`), then ~/.cache/funcnn/fashion-mnist; `download=True` fetches the
     files there, checked by SHA-256."""
-    return _as_datasets(idx.load_fashion_mnist(path, download=download))
+    return _as_datasets(sources.load_fashion_mnist(path, download=download))
 
 
 def mnist(path) -> tuple[Dataset, Dataset]:
     """The digits MNIST from a directory holding its four IDX files, as `fashion_mnist`."""
-    return _as_datasets(idx.load_mnist(path))
+    return _as_datasets(sources.load_mnist(path))
 
 
 def _as_datasets(arrays) -> tuple[Dataset, Dataset]:

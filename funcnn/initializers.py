@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from funcnn import rng
-from funcnn.checks import InputTypeError, real
+from funcnn.checks import InputTypeError, number
 
 
 @dataclass(frozen=True)
@@ -22,12 +22,12 @@ class uniform:
     a: float = 0.5
 
     def __post_init__(self):
-        real("a (the half-width of uniform(a))", self.a, positive=True)
+        number("a (the half-width of uniform(a))", self.a, positive=True)
 
     def __call__(self, key, d_in, d_out, dtype):
         k_w, k_b = jax.random.split(key)
-        return {"w": rng.uniform(k_w, (d_in, d_out), -self.a, self.a, dtype),
-                "b": rng.uniform(k_b, (d_out,), -self.a, self.a, dtype)}
+        return {"w": rng.draw_uniform(k_w, (d_in, d_out), -self.a, self.a, dtype),
+                "b": rng.draw_uniform(k_b, (d_out,), -self.a, self.a, dtype)}
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,8 @@ class glorot:
 
     def __call__(self, key, d_in, d_out, dtype):
         s = (6.0 / (d_in + d_out)) ** 0.5
-        return {"w": rng.uniform(key, (d_in, d_out), -s, s, dtype), "b": jnp.zeros(d_out, dtype)}
+        return {"w": rng.draw_uniform(key, (d_in, d_out), -s, s, dtype),
+                "b": jnp.zeros(d_out, dtype)}
 
 
 xavier = glorot

@@ -3,12 +3,12 @@
 Contract: `save` writes an ordinary `.npz`: one `.npy` per leaf, keyed by its tree path
 (`jax.tree_util.keystr`: "[0]['w']"), plus a header `__funcnn__` (UTF-8 JSON as a uint8 array)
 holding the format version, the funcnn and JAX versions, the network description, the user's
-metadata, the tree's shape and every leaf's dtype and shape. The file is written to a temporary
-name beside the target, fsync'ed, then renamed over it, so a crash or a kill during a save
-leaves the previous file whole. `load` reads with `allow_pickle=False` and checks every CRC, so
-nothing in a file runs code or loads half-read; any fault in the file (not a zip, truncated,
-tampered, a leaf that differs from the header or from `like`) raises `CheckpointError`, an
-`InputError`, naming the file and the leaf. Bad arguments to `save` raise `InputError` /
+metadata, the tree's shape and every leaf's dtype and shape. It is written whole or not at
+all (funcnn.files.write_atomic), so a crash or a kill during a save leaves the previous file
+whole. `load` reads with `allow_pickle=False` and checks every CRC, so nothing in a file runs
+code or loads half-read; any fault in the file (not a zip, truncated, tampered, a leaf that
+differs from the header or from `like`) raises `CheckpointError`, an `InputError`, naming the
+file and the leaf. Bad arguments to `save` raise `InputError` /
 `InputTypeError` before anything is written.
 
     fn.io.save("run/ckpt.npz", params, net, metadata={"epoch": 10})
@@ -45,8 +45,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import os
-import secrets
 import struct
 import zipfile
 import zlib
@@ -58,8 +56,8 @@ import numpy as np
 
 from funcnn import initializers, losses, math, model
 from funcnn import layers as L
-from funcnn.checks import InputError, InputTypeError
-from funcnn.idx import fsync_dir
+from funcnn.checks import InputError, InputTypeError, short_repr
+from funcnn.files import write_atomic
 
 FORMAT = 1                  # bump when a reader of the old format could misread the new one
 HEADER = "__funcnn__"       # the header's key in the .npz; never a tree path (those start "[")
@@ -105,9 +103,7 @@ def save(path, params, net=None, *, metadata: dict | None = None) -> Path:
               "net": described, "metadata": _metadata(metadata),
               "tree": tree, "leaves": leaves}
     blob = np.frombuffer(json.dumps(header).encode(), np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, lambda f: np.savez(f, **{HEADER: blob}, **arrays))
-    return path
+    return write_atomic(path, lambda f: np.savez(f, **{HEADER: blob}, **arrays))
 
 
 def _flatten(params):
@@ -134,7 +130,7 @@ def _numeric(key: str, leaf) -> np.ndarray:
                              "and rebuild it with jax.random.wrap_key_data")
     x = np.asarray(leaf)
     if not (jnp.issubdtype(x.dtype, jnp.number) or x.dtype == np.bool_):
-        raise InputTypeError(f"params{key} is {type(leaf).__name__} {_short(leaf)} (dtype "
+        raise InputTypeError(f"params{key} is {type(leaf).__name__} {short_repr(leaf)} (dtype "
                              f"{x.dtype}); a checkpoint holds numeric arrays only: put other "
                              "values in metadata=")
     return x.astype(x.dtype.newbyteorder("="), copy=False)
@@ -226,7 +222,8 @@ def _metadata(metadata) -> dict:
     if metadata is None:
         return {}
     if not isinstance(metadata, dict) or not all(isinstance(k, str) for k in metadata):
-        raise InputTypeError(f"metadata must be a dict with string keys, got {_short(metadata)}")
+        raise InputTypeError(f"metadata must be a dict with string keys, got "
+                             f"{short_repr(metadata)}")
     for k, v in metadata.items():
         try:
             json.dumps(v)
@@ -242,32 +239,6 @@ def _funcnn_version() -> str:
     return getattr(funcnn, "__version__", "unknown")
 
 
-def _write_atomic(path: Path, write) -> None:
-    """Call write(file) on a new file beside `path`, make it durable, rename it to `path`."""
-    fd, tmp = _create_beside(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())                # the bytes on disk before the name points at them
-        os.replace(tmp, path)                   # atomic: readers see the old file or the new one
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)                     # the rename itself on disk
-
-
-def _create_beside(path: Path) -> tuple[int, Path]:
-    """A new file `.<name>.<random>.tmp` in path's directory, mode 0o666 less the umask."""
-    while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                           0o666), tmp
-        except FileExistsError:
-            continue
-
-
 # --- network descriptions: layers by name, as JSON --------------------------------------------
 
 def register_layer(cls):
@@ -281,7 +252,7 @@ def register_layer(cls):
     """
     if not (isinstance(cls, type) and issubclass(cls, L.Layer)):
         raise InputTypeError(f"register_layer takes a layer class, a subclass of "
-                             f"funcnn.layers.Layer; got {_short(cls)}")
+                             f"funcnn.layers.Layer; got {short_repr(cls)}")
     if not (dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen):
         raise InputError(f"register_layer({cls.__name__}): the class must be a frozen dataclass "
                          "(decorate it with @dataclasses.dataclass(frozen=True)), so its fields "
@@ -347,10 +318,10 @@ def _value_json(v, field: str, layer, where: str):
     elif type(v) in (tuple, list):
         return [_value_json(c, f"{field}[{i}]", layer, where) for i, c in enumerate(v)]
     elif callable(v):
-        why = (f"{_short(v)}, not one of funcnn's init schemes ({', '.join(INITS)}) or "
+        why = (f"{short_repr(v)}, not one of funcnn's init schemes ({', '.join(INITS)}) or "
                "activations")
     else:
-        why = (f"{type(v).__name__} {_short(v)}, not a plain int, float, string, None, tuple, "
+        why = (f"{type(v).__name__} {short_repr(v)}, not a plain int, float, string, None, tuple, "
                "layer, activation or init scheme")
     raise InputError(f"{where} ({layer!r}) cannot be saved by name: its {field} is {why}; save "
                      "the params without net= and describe the network in metadata=")
@@ -360,7 +331,7 @@ def _layer_from_json(node, where: str):
     """The layer a `_layer_json` description names; InputError naming `where` if it cannot."""
     name = node.get("class") if isinstance(node, dict) else None
     if not isinstance(name, str):
-        raise InputError(f"{where} is {_short(node)}, not a layer's description")
+        raise InputError(f"{where} is {short_repr(node)}, not a layer's description")
     if name not in LAYERS:
         raise InputError(f"{where} is a layer {name!r} this program has not registered; call "
                          f"funcnn.io.register_layer({name}) with its class before load_network")
@@ -389,7 +360,7 @@ def _value_from_json(v, where: str):
             raise InputError(f"{where} is the init scheme {v['scheme']!r}, not one of funcnn's "
                              f"({', '.join(INITS)})")
         return INITS[v["scheme"]](**fields)
-    raise InputError(f"{where} is {_short(v)}, not a value a network description holds")
+    raise InputError(f"{where} is {short_repr(v)}, not a value a network description holds")
 
 
 # --- load --------------------------------------------------------------------------------------
@@ -584,7 +555,3 @@ def _to_jax(path: Path, key: str, x: np.ndarray) -> jax.Array:
 def _table(leaves: dict) -> str:
     return ", ".join(f"{k} {v['dtype']}{v['shape']}" for k, v in leaves.items())
 
-
-def _short(v) -> str:
-    r = repr(v)
-    return r if len(r) <= 60 else r[:57] + "..."

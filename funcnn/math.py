@@ -51,8 +51,12 @@ def _relu_vjp(z, a, g):
 relu = Activation("relu", _relu, _relu_vjp)
 
 
+def _minus_max(z):
+    return z - z.max(axis=-1, keepdims=True)           # softmax(z) = softmax(z - c) for any c
+
+
 def _softmax(z):
-    e = jnp.exp(z - z.max(axis=-1, keepdims=True))     # shift by the max: e <= 1, no overflow
+    e = jnp.exp(_minus_max(z))                         # e <= 1: no overflow
     return e / e.sum(axis=-1, keepdims=True)
 def _softmax_vjp(z, a, g):
     # da_i/dz_j = a_i (delta_ij - a_j)  =>  (g J)_j = a_j (g_j - sum_i g_i a_i)
@@ -61,7 +65,10 @@ softmax = Activation("softmax", _softmax, _softmax_vjp)
 
 
 def _log_softmax(z):
-    shifted = z - z.max(axis=-1, keepdims=True)        # log-sum-exp trick, never log(softmax)
+    # funcnn's one log-sum-exp (losses' softmax cross-entropy reads it here): with m = max_j z_j,
+    # log softmax(z)_i = z_i - lse(z) = (z_i - m) - log sum_j e^(z_j - m); every e^(z_j - m) <= 1
+    # and one is 1, so nothing overflows and the log never sees 0 (never log(softmax(z))).
+    shifted = _minus_max(z)
     return shifted - jnp.log(jnp.exp(shifted).sum(axis=-1, keepdims=True))
 def _log_softmax_vjp(z, a, g):
     # a_i = z_i - lse(z),  da_i/dz_j = delta_ij - softmax(z)_j  =>  g - softmax(z) sum_i g_i

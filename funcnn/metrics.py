@@ -2,12 +2,16 @@
 
 Contract: pure functions of arrays, usable under `jit` and `vmap`. A class is the argmax of a
 row (k >= 2) or `a > 0.5` (one output column, a probability). Optional `w: f32[n]` weights
-(0 for padding rows) make every mean a mean over the real rows only.
+(0 for padding rows) make every mean a mean over the real rows only: the losses' weighted mean,
+and where a metric is a loss's value (mse, cross-entropy), the loss's own function.
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+from funcnn import losses
+from funcnn.losses import weighted_mean
 
 
 def predict_class(a: jax.Array) -> jax.Array:
@@ -17,24 +21,21 @@ def predict_class(a: jax.Array) -> jax.Array:
     return jnp.argmax(a, axis=-1).astype(jnp.int32)
 
 
-def _mean(v, w):
-    return v.mean() if w is None else (w * v).sum() / w.sum()
-
-
 def accuracy(a: jax.Array, y: jax.Array, w: jax.Array | None = None) -> jax.Array:
     """Fraction of rows whose predicted class is the labelled one."""
-    return _mean((predict_class(a) == predict_class(y)).astype(a.dtype), w)
+    return weighted_mean((predict_class(a) == predict_class(y)).astype(a.dtype), w)
 
 
 def mse(a: jax.Array, y: jax.Array, w: jax.Array | None = None) -> jax.Array:
-    """Mean over rows of the mean squared error over columns."""
-    return _mean(((a - y) ** 2).mean(axis=-1), w)
+    """Mean over rows of the mean squared error over columns: the loss `losses.mse`'s value."""
+    return losses.mse.fn(a, y, w)
 
 
 def cross_entropy(p: jax.Array, y: jax.Array, w: jax.Array | None = None,
-                  eps: float = 1e-8) -> jax.Array:
-    """Mean over rows of `-sum_j y_j log(p_j + eps)` for probabilities `p` (seed 2's form)."""
-    return _mean(-(y * jnp.log(p + eps)).sum(axis=-1), w)
+                  eps: float = losses.EPS) -> jax.Array:
+    """Mean over rows of `-sum_j y_j log(p_j + eps)` for probabilities `p` (seed 2's form):
+    the loss `losses.nll` of log(p + eps)."""
+    return losses.nll.fn(jnp.log(p + eps), y, w)
 
 
 def confusion_matrix(a: jax.Array, y: jax.Array, k: int | None = None) -> jax.Array:

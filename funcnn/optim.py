@@ -22,7 +22,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from funcnn.checks import InputError, InputTypeError, real
+from funcnn.checks import InputError, InputTypeError, number
 
 Params = Any   # a pytree: funcnn's tuple of {"w", "b"} dicts, or any other
 
@@ -39,33 +39,7 @@ def apply_updates(params: Params, updates: Params) -> Params:
     return jax.tree.map(lambda p, u: (p + u).astype(p.dtype), params, updates)
 
 
-# --- hyperparameters, checked in plain Python before anything is traced -----------------------
-
-def _number(name, v) -> float:
-    """`v` as a finite float. A concrete 0-d array is accepted; a traced one cannot be a
-    hyperparameter (an optimizer is a static argument of jit)."""
-    if isinstance(v, jax.core.Tracer):
-        raise InputTypeError(f"{name} must be a Python number, not a traced value: an optimizer "
-                             "is a static argument of jit; build it outside the jitted function")
-    if getattr(v, "ndim", None) == 0 and hasattr(v, "item"):
-        v = v.item()
-    return real(name, v)
-
-
-def _positive(name, v, hint) -> float:
-    v = _number(name, v)
-    if not v > 0:
-        raise InputError(f"{name} must be > 0, got {v}; {hint}")
-    return v
-
-
-def _unit(name, v, hint) -> float:
-    """A decay factor, in [0, 1)."""
-    v = _number(name, v)
-    if not 0.0 <= v < 1.0:
-        raise InputError(f"{name} must be in [0, 1), got {v}; {hint}")
-    return v
-
+# --- shared by the optimizers: hyperparameters, checked by funcnn.checks.number, are fields ----
 
 def _set(opt, field, value):
     object.__setattr__(opt, field, value)       # a frozen dataclass keeps the checked value
@@ -92,7 +66,7 @@ class sgd:
     __repr__ = _repr
 
     def __post_init__(self):
-        _set(self, "lr", _positive("lr (learning rate)", self.lr, "try 0.01"))
+        _set(self, "lr", number("lr (learning rate)", self.lr, positive=True, hint="try 0.01"))
 
     def init(self, params):
         del params
@@ -118,8 +92,8 @@ class momentum:
     __repr__ = _repr
 
     def __post_init__(self):
-        _set(self, "lr", _positive("lr (learning rate)", self.lr, "try 0.01"))
-        _set(self, "mu", _unit("mu (momentum)", self.mu, "0.9 is usual"))
+        _set(self, "lr", number("lr (learning rate)", self.lr, positive=True, hint="try 0.01"))
+        _set(self, "mu", number("mu (momentum)", self.mu, least=0, hi=1, hint="0.9 is usual"))
         if not isinstance(self.nesterov, bool):
             raise InputTypeError(f"nesterov must be True or False, got {self.nesterov!r}")
 
@@ -154,10 +128,12 @@ class adam:
     __repr__ = _repr
 
     def __post_init__(self):
-        _set(self, "lr", _positive("lr (learning rate)", self.lr, "try 0.01"))
-        _set(self, "b1", _unit("b1 (decay of the first moment)", self.b1, "0.9 is usual"))
-        _set(self, "b2", _unit("b2 (decay of the second moment)", self.b2, "0.999 is usual"))
-        _set(self, "eps", _positive("eps", self.eps, "1e-8 is usual"))
+        _set(self, "lr", number("lr (learning rate)", self.lr, positive=True, hint="try 0.01"))
+        _set(self, "b1", number("b1 (decay of the first moment)", self.b1, least=0, hi=1,
+                                 hint="0.9 is usual"))
+        _set(self, "b2", number("b2 (decay of the second moment)", self.b2, least=0, hi=1,
+                                 hint="0.999 is usual"))
+        _set(self, "eps", number("eps", self.eps, positive=True, hint="1e-8 is usual"))
 
     def init(self, params):
         zeros = lambda: jax.tree.map(jnp.zeros_like, params)          # noqa: E731
@@ -188,10 +164,8 @@ class weight_decay:
 
     def __post_init__(self):
         check_optimizer(self.opt, "opt (the optimizer to wrap)")
-        decay = _number("decay (the L2 factor)", self.decay)
-        if not decay >= 0:
-            raise InputError(f"decay (the L2 factor) must be >= 0, got {decay}; seed 2 uses 0.001")
-        _set(self, "decay", decay)
+        _set(self, "decay", number("decay (the L2 factor)", self.decay, least=0,
+                                   hint="seed 2 uses 0.001"))
 
     def init(self, params):
         return self.opt.init(params)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from funcnn.checks import InputError, InputTypeError, integer
+from funcnn.checks import InputError, InputTypeError, integer, short_repr
 
 Key = jax.Array  # a typed key, dtype key<fry>, shape ()
 
@@ -33,21 +33,20 @@ def check_key(k, name: str = "key") -> Key:
     shape = getattr(k, "shape", None)
     if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
         if shape != ():
-            raise InputTypeError(f"{name} must be a single key (shape ()), got a key array of shape "
-                            f"{shape}; pick one with {name}[0] or split with jax.random.split")
+            raise InputTypeError(f"{name} must be a single key (shape ()), got a key array of "
+                                 f"shape {shape}; pick one with {name}[0] or split with "
+                                 "jax.random.split")
         return k
     if dtype == jnp.uint32 and shape == (2,):
         return jax.random.wrap_key_data(k)
-    raise InputTypeError(f"{name} must be a JAX random key, got {type(k).__name__} {_short(k)}; "
-                    "pass jax.random.key(seed) (or funcnn.rng.key(seed))")
+    raise InputTypeError(f"{name} must be a JAX random key, got {type(k).__name__} "
+                         f"{short_repr(k)}; pass jax.random.key(seed) (or funcnn.rng.key(seed))")
 
 
-def uniform(k: Key, shape, lo: float = 0.0, hi: float = 1.0, dtype=jnp.float32) -> jax.Array:
+def draw_uniform(k: Key, shape, lo: float = 0.0, hi: float = 1.0, dtype=jnp.float32) -> jax.Array:
     """Uniform draws in [lo, hi): lo + (hi - lo) u with u uniform in [0, 1), kept below hi
     (in float32, lo + (hi - lo) u can round up to hi itself)."""
     return jax.random.uniform(check_key(k), shape, dtype, minval=lo, maxval=hi)
 
 
-def _short(v) -> str:
-    text = repr(v)
-    return text if len(text) <= 40 else text[:37] + "..."
+uniform = draw_uniform   # old name, used by funcnn/data.py and tests/test_data.py until renamed

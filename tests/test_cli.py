@@ -47,6 +47,7 @@ def test_help_explains_the_flags(tmp_path):
     (["--epochs", "0"], "must be >= 1"),
     (["--lr", "-1"], "must be finite and > 0"),
     (["--batch-size", "many"], "expected a whole number"),
+    (["--seed", "-1"], "argument --seed: must be between 0 and 9223372036854775807, got -1"),
     (["--points-per-class", "1"], "train_fraction"),         # a library check, not argparse's
 ])
 def test_bad_input_exits_2_with_a_message_and_no_traceback(args, message, tmp_path):
@@ -56,10 +57,10 @@ def test_bad_input_exits_2_with_a_message_and_no_traceback(args, message, tmp_pa
 
 
 def test_quick_compile_adds_its_flags_and_leaves_the_users(monkeypatch):
-    import funcnn.__main__ as cli
+    from funcnn import backend
     monkeypatch.setattr("importlib.metadata.version", lambda name: "0.10.2")
     monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=2")
-    cli._quick_compile()
+    backend.quick_compile()
     flags = os.environ["XLA_FLAGS"].split()
     assert flags == ["--xla_backend_optimization_level=2",        # the user's, untouched
                      "--xla_cpu_use_fusion_emitters=false"]
@@ -67,18 +68,18 @@ def test_quick_compile_adds_its_flags_and_leaves_the_users(monkeypatch):
 
 def test_quick_compile_sets_nothing_for_an_unchecked_jaxlib(monkeypatch):
     """XLA aborts on a flag it does not know: a jaxlib the flags were not checked on gets none."""
-    import funcnn.__main__ as cli
+    from funcnn import backend
     monkeypatch.setattr("importlib.metadata.version", lambda name: "0.11.0")
     monkeypatch.delenv("XLA_FLAGS", raising=False)
-    cli._quick_compile()
+    backend.quick_compile()
     assert "XLA_FLAGS" not in os.environ
 
 
 def test_the_installed_jaxlib_accepts_the_quick_compile_flags(tmp_path):
     """The flags are real for the jaxlib installed here: the run with them succeeds."""
-    import funcnn.__main__ as cli
+    from funcnn import backend
     from importlib.metadata import version
-    if not version("jaxlib").startswith(cli.QUICK_COMPILE_JAXLIB):
+    if not version("jaxlib").startswith(backend.QUICK_COMPILE_JAXLIB):
         pytest.skip(f"jaxlib {version('jaxlib')}: the quick-compile flags are not used")
     r = run_cli("clusters", "--epochs", "1", "--points-per-class", "20", "--quiet",
                 "--no-cache", tmp_path=tmp_path)

@@ -1,4 +1,5 @@
-"""IDX reading, verification, the search for data, and the atomic download.
+"""IDX reading and verification (funcnn.idx); the search for data and the atomic download
+(funcnn.sources).
 
 The download tests run a small HTTP server on 127.0.0.1 serving IDX files the tests make.
 The real Fashion-MNIST files are checked where installed (Debian's dataset-fashion-mnist).
@@ -15,10 +16,11 @@ import time
 import numpy as np
 import pytest
 
-from funcnn import idx
-from funcnn.idx import FILES, IdxError
+from funcnn import idx, sources
+from funcnn.idx import IdxError
+from funcnn.sources import FILES
 
-REAL_DIR = idx.SYSTEM_DIRS["fashion-mnist"]   # read before any test patches it
+REAL_DIR = sources.SYSTEM_DIRS["fashion-mnist"]   # read before any test patches it
 
 
 def sha256_of_idx(x: np.ndarray) -> str:
@@ -49,7 +51,7 @@ def clean_env(monkeypatch, tmp_path):
     """No FUNCNN_DATA, the system directory and the user cache moved under tmp_path."""
     monkeypatch.delenv("FUNCNN_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setitem(idx.SYSTEM_DIRS, "fashion-mnist", tmp_path / "system")
+    monkeypatch.setitem(sources.SYSTEM_DIRS, "fashion-mnist", tmp_path / "system")
     return tmp_path
 
 
@@ -152,15 +154,15 @@ def test_search_order(clean_env, monkeypatch):
     monkeypatch.setenv("FUNCNN_DATA", str(env))
 
     def loaded_from():                       # which set find + load gave, by its content
-        got = idx.load_mnist(idx.find("fashion-mnist"))
+        got = sources.load_mnist(sources.find("fashion-mnist"))
         return [i for i, a in enumerate(arrays) if np.array_equal(got[0], a[0])]
 
-    assert idx.find("fashion-mnist", FILES, given) == given
-    assert idx.find("fashion-mnist") == env and loaded_from() == [1]
+    assert sources.find("fashion-mnist", FILES, given) == given
+    assert sources.find("fashion-mnist") == env and loaded_from() == [1]
     monkeypatch.delenv("FUNCNN_DATA")
-    assert idx.find("fashion-mnist") == system and loaded_from() == [2]
-    monkeypatch.setitem(idx.SYSTEM_DIRS, "fashion-mnist", tmp / "nowhere")
-    assert idx.find("fashion-mnist") == cache and loaded_from() == [3]
+    assert sources.find("fashion-mnist") == system and loaded_from() == [2]
+    monkeypatch.setitem(sources.SYSTEM_DIRS, "fashion-mnist", tmp / "nowhere")
+    assert sources.find("fashion-mnist") == cache and loaded_from() == [3]
 
 
 def test_funcnn_data_subdirectory_and_mixed_gzip(clean_env, monkeypatch):
@@ -168,25 +170,25 @@ def test_funcnn_data_subdirectory_and_mixed_gzip(clean_env, monkeypatch):
     write_set(d / "fashion-mnist", small_set()[:2], gz=True, names=FILES[:2])
     write_set(d / "fashion-mnist", small_set()[2:], gz=False, names=FILES[2:])
     monkeypatch.setenv("FUNCNN_DATA", str(d))
-    assert idx.find("fashion-mnist") == d / "fashion-mnist"
+    assert sources.find("fashion-mnist") == d / "fashion-mnist"
 
 
 def test_incomplete_directory_is_skipped(clean_env, monkeypatch):
     write_set(clean_env / "env", small_set()[:3], names=FILES[:3])     # no t10k labels
     write_set(clean_env / "system", small_set())
     monkeypatch.setenv("FUNCNN_DATA", str(clean_env / "env"))
-    assert idx.find("fashion-mnist") == clean_env / "system"
+    assert sources.find("fashion-mnist") == clean_env / "system"
 
 
 def test_a_given_path_is_not_skipped(clean_env):
     write_set(clean_env / "system", small_set())
     with pytest.raises(FileNotFoundError, match="the path argument .*no such directory"):
-        idx.find("fashion-mnist", FILES, clean_env / "typo")
+        sources.find("fashion-mnist", FILES, clean_env / "typo")
 
 
 def test_missing_data_says_how_to_get_it(clean_env):
     with pytest.raises(FileNotFoundError) as e:
-        idx.load_fashion_mnist()
+        sources.load_fashion_mnist()
     message = str(e.value)
     for needed in ["sudo apt-get install dataset-fashion-mnist", "download=True", "--download",
                    "FUNCNN_DATA", "$FUNCNN_DATA: not set", str(clean_env / "system"),
@@ -196,7 +198,7 @@ def test_missing_data_says_how_to_get_it(clean_env):
 
 def test_missing_mnist_offers_no_package_or_download(clean_env):
     with pytest.raises(FileNotFoundError) as e:
-        idx.load_mnist()
+        sources.load_mnist()
     assert "apt-get" not in str(e.value) and "download" not in str(e.value)
     assert "FUNCNN_DATA" in str(e.value)
 
@@ -205,7 +207,7 @@ def test_missing_mnist_offers_no_package_or_download(clean_env):
 
 def test_load_mnist_returns_the_arrays(tmp_path):
     arrays = small_set()
-    got = idx.load_mnist(write_set(tmp_path, arrays, gz=False))
+    got = sources.load_mnist(write_set(tmp_path, arrays, gz=False))
     for g, a in zip(got, arrays, strict=True):
         assert g.dtype == np.uint8
         np.testing.assert_array_equal(g, a)
@@ -220,7 +222,7 @@ def test_load_mnist_returns_the_arrays(tmp_path):
 def test_inconsistent_sets_are_errors(tmp_path, fault, change):
     write_set(tmp_path, change(small_set()))
     with pytest.raises(IdxError, match=fault):
-        idx.load_mnist(tmp_path)
+        sources.load_mnist(tmp_path)
 
 
 # --- download ----------------------------------------------------------------------------------
@@ -278,7 +280,7 @@ def gz_idx(x):
 
 
 def fetch(server, dest, files):
-    return idx.download("toy", dest_dir=dest, base_url=server.url, files=files, timeout=5)
+    return sources.fetch("toy", dest_dir=dest, base_url=server.url, files=files, timeout=5)
 
 
 def test_download_good_file(server, tmp_path, capsys):
@@ -334,7 +336,7 @@ def test_download_stalled_server_times_out(server, tmp_path):
     server.serve("slow.gz", gz_idx(x), stall=1.0)
     t0 = time.perf_counter()
     with pytest.raises(OSError, match="slow.gz.*timed out"):
-        idx.download("toy", tmp_path, server.url, {"slow.gz": sha256_of_idx(x)}, timeout=0.2)
+        sources.fetch("toy", tmp_path, server.url, {"slow.gz": sha256_of_idx(x)}, timeout=0.2)
     assert time.perf_counter() - t0 < 0.9
     assert os.listdir(tmp_path) == []
 
@@ -347,22 +349,22 @@ def test_download_http_error_names_the_url(server, tmp_path):
 
 def test_download_needs_a_source():
     with pytest.raises(IdxError, match="no download source is known for 'mnist'"):
-        idx.download("mnist")
+        sources.fetch("mnist")
 
 
 def test_load_fashion_mnist_downloads_into_the_cache(clean_env, server, monkeypatch):
     arrays = small_set()
     for name, x in zip(FILES, arrays, strict=True):
         server.serve(name + ".gz", gz_idx(x))
-    monkeypatch.setattr(idx, "FASHION_MNIST_URL", server.url)
-    monkeypatch.setattr(idx, "FASHION_MNIST_SHA256",
+    monkeypatch.setattr(sources, "FASHION_MNIST_URL", server.url)
+    monkeypatch.setattr(sources, "FASHION_MNIST_SHA256",
                         {f: sha256_of_idx(x) for f, x in zip(FILES, arrays, strict=True)})
-    got = idx.load_fashion_mnist(download=True)
+    got = sources.load_fashion_mnist(download=True)
     cache = clean_env / "cache/funcnn/fashion-mnist"
     assert sorted(os.listdir(cache)) == sorted(f + ".gz" for f in FILES)
     for g, a in zip(got, arrays, strict=True):
         np.testing.assert_array_equal(g, a)
-    idx.load_fashion_mnist()                                  # now found without downloading
+    sources.load_fashion_mnist()                                  # now found without downloading
     assert len(server.requests) == 4
 
 
@@ -370,11 +372,11 @@ def test_load_fashion_mnist_checks_each_hash(clean_env, monkeypatch):
     arrays = small_set()
     write_set(clean_env / "system", arrays)
     hashes = {f: sha256_of_idx(x) for f, x in zip(FILES, arrays, strict=True)}
-    monkeypatch.setattr(idx, "FASHION_MNIST_SHA256", hashes)
-    idx.load_fashion_mnist()
+    monkeypatch.setattr(sources, "FASHION_MNIST_SHA256", hashes)
+    sources.load_fashion_mnist()
     monkeypatch.setitem(hashes, FILES[3], sha256_of_idx(arrays[3] ^ 1))   # another version
     with pytest.raises(IdxError, match=re.escape(str(clean_env / "system" / FILES[3]))):
-        idx.load_fashion_mnist()
+        sources.load_fashion_mnist()
 
 
 # --- the real files ----------------------------------------------------------------------------
@@ -395,19 +397,26 @@ needs_real = pytest.mark.skipif(
 @needs_real
 def test_real_fashion_mnist(monkeypatch):
     monkeypatch.delenv("FUNCNN_DATA", raising=False)
-    x_train, y_train, x_test, y_test = idx.load_fashion_mnist()      # SHA-256 checked inside
+    x_train, y_train, x_test, y_test = sources.load_fashion_mnist()      # SHA-256 checked inside
     assert (x_train.dtype, x_train.shape) == (np.uint8, (60000, 28, 28))
     assert (y_train.dtype, y_train.shape) == (np.uint8, (60000,))
     assert (x_test.dtype, x_test.shape) == (np.uint8, (10000, 28, 28))
     assert (y_test.dtype, y_test.shape) == (np.uint8, (10000,))
     assert np.bincount(y_train).tolist() == [6000] * 10               # balanced classes
     assert np.bincount(y_test).tolist() == [1000] * 10
-    assert len(idx.FASHION_CLASSES) == 10
+    assert len(sources.FASHION_CLASSES) == 10
 
 
 @needs_real
 @pytest.mark.parametrize("name", FILES)
 def test_real_files_match_the_tables(name):
     data = gzip.decompress((REAL_DIR / (name + ".gz")).read_bytes())
-    assert hashlib.sha256(data).hexdigest() == idx.FASHION_MNIST_SHA256[name]
+    assert hashlib.sha256(data).hexdigest() == sources.FASHION_MNIST_SHA256[name]
     assert hashlib.md5(data).hexdigest() == UPSTREAM_IDX_MD5[name]
+
+
+def test_the_names_examples_read_from_idx_are_the_sources_ones():
+    assert idx.FASHION_CLASSES is sources.FASHION_CLASSES
+    assert idx.load_fashion_mnist is sources.load_fashion_mnist
+    with pytest.raises(AttributeError, match="find"):
+        idx.find                                              # noqa: B018 (moved, not kept)

@@ -305,6 +305,15 @@ def test_boundary_values_are_accepted():
     assert optim.sgd(np.float32(0.5)) == optim.sgd(0.5)               # stored as a Python float
 
 
+def test_a_concrete_0d_array_is_its_number_and_a_traced_one_is_refused():
+    assert optim.sgd(jnp.asarray(0.5)) == optim.sgd(0.5)
+    with pytest.raises(TypeError, match=r"^lr \(learning rate\) .*traced"):
+        jax.jit(lambda lr: optim.sgd(lr).lr)(0.5)
+    with pytest.raises(ValueError, match=r"^mu \(momentum\) must be finite and in \[0, 1\), "
+                                         r"got 1.0; 0.9 is usual$"):
+        optim.momentum(0.1, mu=1.0)
+
+
 def test_repr_reads_like_the_call():
     assert repr(optim.adam(0.001)) == "adam(lr=0.001)"
     assert repr(optim.adam(0.01, b2=0.99)) == "adam(lr=0.01, b2=0.99)"
