@@ -1,7 +1,9 @@
-"""Section 4 of `benchmarks/run.py`: ensembles. 1, 16 and 256 Clojure networks (2-8-2
+"""Section 4 of `benchmarks/run.py`: ensembles. 1, 16, 256 and 4,096 Clojure networks (2-8-2
 sigmoid, MSE, 640 points, batch 16, 20 epochs) trained at once with `fit_many` (params from
-`jax.vmap(init)`), against one network with `fit`; the second call is timed, the first one's
-compile time reported; and how much of it the per-epoch shuffles alone take.
+`jax.vmap(init)`), against one network with `fit`, and against PyTorch's own ensemble recipe
+(`rivals/torch_func.py`: `stack_module_state` + `vmap(grad(loss))` + `functional_call`), at
+its best thread count; the second call is timed, the first one's compile time reported; and
+how much of fit_many's time the per-epoch shuffles alone take.
 
     python benchmarks/run.py --only ensembles
 """
@@ -15,19 +17,26 @@ import numpy as np
 from jax import lax
 
 import funcnn as fn
-from timing import CORES, fmt_s, interleave, med, pair_ratio, timed
+from rivals import torch_func
+from timing import CORES, SETTLE_S, fmt_s, interleave, med, pair_ratio, threads, timed
 
 
 def ensembles(bench):
-    plan = bench.plan
+    plan, torch = bench.plan, bench.torch
     k_data, k_split, k_init, k_fit = jax.random.split(fn.rng.key(1337), 4)
     ds = fn.data.gaussian_clusters(k_data, n_per_class=400)
     train, test = fn.data.split(k_split, ds, train_fraction=0.8)
     net = fn.model.mlp([2, 8, 2], hidden=fn.math.sigmoid, output=fn.math.sigmoid,
                        loss=fn.losses.mse, init=fn.model.uniform(0.5))
     kw = dict(epochs=20, lr=0.5, batch_size=16, verbose=False)
+    members, repeats = plan["members"], plan["member_repeats"]
+    # members from plan["big_members"] on (4,096 networks: seconds a call, each) run in the
+    # first big_member_repeats rounds only, fit_many and torch.func alike
+    big_from, big_repeats = plan.get("big_members"), plan.get("big_member_repeats", repeats)
+    big = [m for m in members if big_from is not None and m >= big_from]
+
     runners = {}
-    for m in plan["members"]:
+    for m in members:
         keys = jax.random.split(k_fit, m)
         params = jax.vmap(lambda k: fn.model.init(k, net))(jax.random.split(k_init, m))
         runners[m] = timed(partial(fn.train.fit_many, keys, net, params, train, test, **kw))
@@ -36,42 +45,116 @@ def ensembles(bench):
     shuffles = {m: timed(partial(epoch_shuffles, jax.random.split(k_fit, m),
                                  n=train.x.shape[0], batch_size=kw["batch_size"],
                                  epochs=kw["epochs"]))
-                for m in plan["members"]}                     # the shuffles alone, per m
+                for m in members}                             # the shuffles alone, per m
     first = {name: bench.clock.measure(run)[1:] for name, run in runners.items()}
     for run in shuffles.values():
         run()                                                 # compile
-    times = interleave({**runners, **{("shuffles", m): r for m, r in shuffles.items()}},
-                       plan["member_repeats"])
-    shuffle_ms = {m: med(times.pop(("shuffles", m))) * 1e3 for m in plan["members"]}
-    one = times[plan["members"][0]]
-    rows = []
-    for name, t in times.items():
+
+    # PyTorch: the same rows; its best thread count, measured at 16 networks (full plan)
+    rival, best, probe_note = {}, 1, ""
+    if torch is not None:
+        tkw = dict(epochs=kw["epochs"], batch_size=kw["batch_size"], lr=kw["lr"])
+        make = partial(torch_func.ensemble_runner, torch, train.x, train.y, **tkw)
+        probe_m = 16 if 16 in members else members[-1]
+        counts = bench.threads
+        probes = {t: make(probe_m, threads=t) for t in counts}
+        for run in probes.values():
+            run()                                             # warm up PyTorch's dispatch
+        if len(counts) > 1:
+            probe = interleave(probes, 2, settle=SETTLE_S)
+            best = min(counts, key=lambda t: med(probe[t]))
+            probe_note = (f"torch.func's thread count, measured at {probe_m} networks (2 calls "
+                          "each, interleaved): " + ", ".join(f"{fmt_s(probe[t], 1e3, 0)} ms "
+                                                            f"at {threads(t)}" for t in counts)
+                          + f"; the rows use {threads(best)}.")
+        else:
+            probe_note = f"torch.func runs at {threads(best)} (--quick measures no other count)."
+        rival = {m: (probes[best] if m == probe_m else make(m, threads=best)) for m in members}
+    settle = SETTLE_S if best > 1 else 0.0
+
+    # rounds: every runner once per round, in a new shuffled order each round
+    order = np.random.default_rng(0)
+    times: dict = {}
+    for r in range(repeats):
+        this = {}
+        for m in members:
+            if m not in big or r < big_repeats:
+                this[m] = runners[m]
+                this[("shuffles", m)] = shuffles[m]
+            if m in rival and (m not in big or r < big_repeats):
+                this[("torch", m)] = rival[m]
+        this["fit"] = runners["fit"]
+        names = list(this)
+        got = interleave({names[i]: this[names[i]] for i in order.permutation(len(names))}, 1,
+                         settle=settle)
+        for name, t in got.items():
+            times.setdefault(name, []).extend(t)
+    shuffle_ms = {m: med(times.pop(("shuffles", m))) * 1e3 for m in members}
+    rival_t = {m: times.pop(("torch", m)) for m in members if ("torch", m) in times}
+    one = times[members[0]]
+
+    rows, ratio = [], {}
+    for name in [*members, "fit"]:
+        t = times[name]
         accuracy = np.asarray(runners[name].last[1]["test_accuracy"])[..., -1].mean()
-        label = "fit, one network" if name == "fit" else f"fit_many, {name} networks"
-        bench.check(f"4. {label} learns", accuracy > 0.8, f"mean test accuracy {accuracy:.3f}")
-        rows.append([label, fmt_s(t, 1e3, 1), f"{pair_ratio(t, one):.2f}",
-                     f"{med(t) * 1e3 / (1 if name == 'fit' else name):.3f}",
-                     f"{first[name][1]:.2f}", f"{first[name][2]:.2f}", f"{accuracy:.3f}"])
+        label = "fit, one network" if name == "fit" else f"{name} network{'s' * (name > 1)}"
+        bench.check(f"4. {label if name == 'fit' else 'fit_many, ' + label} learns",
+                    accuracy > 0.8, f"mean test accuracy {accuracy:.3f}")
+        row = [label, fmt_s(t, 1e3, 1), f"{pair_ratio(t, one[:len(t)]):.2f}",
+               f"{med(t) * 1e3 / (1 if name == 'fit' else name):.3f}"]
+        if name in rival_t:
+            rt = rival_t[name]
+            ratio[name] = pair_ratio(rt, t[:len(rt)])
+            rival_acc = torch_func.accuracy(torch, rival[name], test.x, test.y)
+            bench.check(f"4. torch.func ensemble, {label} learns", rival_acc > 0.8,
+                        f"mean test accuracy {rival_acc:.3f}")
+            row += [fmt_s(rt, 1e3, 1) if len(rt) > 1 else f"{rt[0] * 1e3:.1f} (1 call)",
+                    f"{med(rt) * 1e3 / name:.3f}", f"{ratio[name]:.2f}x", f"{rival_acc:.3f}"]
+        else:
+            row += ["-"] * 4
+        row += [f"{first[name][1]:.2f}", f"{first[name][2]:.2f}", f"{accuracy:.3f}"]
+        rows.append(row)
+
+    notes = ["Of fit_many's time, the per-epoch shuffles alone (each network's own sort of its "
+             f"rows, {kw['epochs']} epochs, timed in the same rounds): " +
+             ", ".join(f"{shuffle_ms[m]:.1f} ms for {m}" for m in members) +
+             ". The rest grows with m too: every step's gather and matmuls are batched over "
+             "the networks" + (", and for 2 x 8 weights XLA's CPU backend runs them at a few "
+                               f"GFLOP/s; on {CORES} cores there is no idle width for the extra "
+                               "networks to fill, as there would be on a GPU."
+                               if jax.default_backend() == "cpu" else
+                               f" (on {jax.devices()[0].device_kind}).")]
+    if torch is None:
+        notes.append("torch is not installed: the torch.func columns are empty "
+                     "(pip install -e .[bench]).")
+    else:
+        notes += [probe_note,
+                  "torch.func: PyTorch's ensemble recipe (`rivals/torch_func.py`): "
+                  "`stack_module_state` of m `nn.Sequential` copies, one "
+                  "`vmap(grad(loss))` over `functional_call` per batch and an in-place SGD "
+                  "update, each network with its own uniform(-0.5, 0.5) init and its own "
+                  "shuffle every epoch (`argsort(rand(m, 640))`), on the same 640 rows."]
+        if big:
+            notes.append(", ".join(map(str, big)) + " networks: timed in the first "
+                         f"{big_repeats} rounds only (seconds a call), fit_many and torch.func "
+                         "alike; their ratios are those rounds'.")
     bench.section(
         "4. Ensembles: Clojure networks trained at once (2-8-2 sigmoid, MSE, 640 points, "
         "batch 16, 20 epochs)",
         "`fit_many(jax.random.split(key, m), net, jax.vmap(init)(keys), ...)`, the second "
-        f"call timed; {plan['member_repeats']} repeats, interleaved.",
-        ["run", "ms: median [min]", f"time vs {plan['members'][0]} network",
-         "ms per network", "XLA compile s", "trace + lower s", "mean test accuracy"],
-        rows,
-        ["Of that, the per-epoch shuffles alone (each network's own sort of its rows, "
-         f"{kw['epochs']} epochs, timed in the same repeats): " +
-         ", ".join(f"{shuffle_ms[m]:.1f} ms for {m}" for m in plan["members"]) +
-         ". The rest grows with m too: every step's gather and matmuls are batched over "
-         "the networks" + (", and for 2 x 8 weights XLA's CPU backend runs them at a few "
-                           f"GFLOP/s; on {CORES} cores there is no idle width for the extra "
-                           "networks to fill, as there would be on a GPU."
-                           if jax.default_backend() == "cpu" else
-                           f" (on {jax.devices()[0].device_kind}).")])
-    big = plan["members"][-1]
-    r = pair_ratio(times[big], one)
-    bench.headline(f"{big} networks at once vs one (fit_many)", f"{r:.1f}x", "< 3x", r < 3)
+        f"call timed, against PyTorch's `torch.func` ensemble; {repeats} rounds, "
+        "interleaved; ratio = median of the per-round ratios torch.func / fit_many.",
+        ["networks", "fit_many ms: median [min]", f"time vs {members[0]} network",
+         "fit_many ms per network", "torch.func ms: median [min]",
+         "torch.func ms per network", "torch.func / fit_many", "torch.func test accuracy",
+         "XLA compile s", "trace + lower s", "fit_many test accuracy"],
+        rows, notes)
+    if 256 in ratio:
+        bench.headline("256 networks: fit_many vs torch.func ensemble",
+                       f"{ratio[256]:.1f}x faster", ">= 8x", ratio[256] >= 8)
+    r = pair_ratio(times[members[-1]], one[:len(times[members[-1]])])
+    bench.headline(f"{members[-1]} networks at once vs one (fit_many; informational)",
+                   f"{r:.1f}x the time")
 
 
 @partial(jax.jit, static_argnames=("n", "batch_size", "epochs"))

@@ -14,7 +14,8 @@ The sections, in the order they run (`--only` takes the names in brackets), one 
    (funcnn and PyTorch), and with the data set's size (funcnn's time and compile time).
 3. `cli_time.py` [cli]: `python -m funcnn` (the Clojure run) in fresh processes, end to end and
    split into import, compile, data + init, train, picture; cold and warm compilation cache.
-4. `ensembles.py` [ensembles]: 1, 16 and 256 Clojure networks at once with `fit_many`.
+4. `ensembles.py` [ensembles]: 1 to 4,096 Clojure networks at once with `fit_many`, against
+   PyTorch's `torch.func` ensemble recipe.
 5. `seed_full_batch.py` [seed_full_batch]: seed 2 as written (full batch, L2, the validation
    loss every epoch), funcnn `fit` against the NumPy original.
 6. `gpu.py` [gpu]: the same `fit` on a GPU, where jax sees one (`pip install ".[cuda12]"`);
@@ -66,7 +67,8 @@ PLANS = {
     "full": dict(repeats=7, n_train=60_000, n_test=10_000, roof_steps=200, square=2048,
                  widths=(128, 512, 2048), batches=(32, 128, 512), growth_flops=1.5e10,
                  growth_steps=(10, 400), growth_repeats=3, sizes=(6_000, 60_000),
-                 cli_repeats=2, members=(1, 16, 256), member_repeats=3,
+                 cli_repeats=2, members=(1, 16, 256, 4096), member_repeats=5,
+                 big_members=4096, big_member_repeats=3,
                  seed_rows=50_000, seed_val=10_000, seed_epochs=5, seed_repeats=3,
                  gpu_batches=(128, 1024), gpu_square=8192, gpu_square_steps=20,
                  cnn_batches=(32, 128, 512), cnn_steps=40, cnn_flops=8e9, cnn_repeats=3,
