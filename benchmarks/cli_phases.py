@@ -27,8 +27,9 @@ def main(quiet: bool, out_dir: str) -> None:
         return result
 
     fn = phase("import funcnn", lambda: __import__("funcnn"))
-    from funcnn.__main__ import _quick_compile, _use_compilation_cache
-    _quick_compile()                                        # as the CLI does for clusters
+    from funcnn.__main__ import _use_compilation_cache
+    from funcnn.backend import quick_compile
+    quick_compile()                                         # as the CLI does for clusters
     _use_compilation_cache()                                # as the CLI does, under XDG_CACHE_HOME
 
     def data():                                             # as clusters: from its t_start

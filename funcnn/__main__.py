@@ -109,8 +109,6 @@ def run() -> None:
     backend.exit_skipping_teardown(main())
 
 
-_quick_compile = backend.quick_compile   # old name, used by benchmarks/cli_*.py until renamed
-
 
 if __name__ == "__main__":
     run()

@@ -1,7 +1,7 @@
 """Speed workarounds for XLA and jax, fenced off from the math and the command line.
 
-Contract: nothing here changes a number, only the time. `transposed(x)` is x.T (the tests hold
-it to the plain expression); `quick_compile` changes how XLA compiles, not what it computes;
+Contract: nothing here changes a number, only the time. `copied(x_t)` is x_t itself (the tests hold
+it to the plain expression); `keys_through_scan`/`key_from_scan` only change a key's type; `quick_compile` changes how XLA compiles, not what it computes;
 `exit_skipping_teardown` skips jax's teardown once everything is written. Each exists because
 one backend is slow at something, and its comment says which, why, and what it bought when
 measured; drop it when its backend no longer needs it.
@@ -12,22 +12,37 @@ import os
 import sys
 from typing import NoReturn
 
+import jax
 from jax import lax
 
-COPY_TRANSPOSE_MAX_ELEMENTS = 16_384   # an x up to this size is transposed by a copy
+COPY_TRANSPOSE_MAX_ELEMENTS = 16_384   # an x.T up to this size is copied out (see copied)
 
 
-def transposed(x):
-    """x.T, copied out when x has at most COPY_TRANSPOSE_MAX_ELEMENTS elements.
+def copied(x_t):
+    """x_t (a transpose, x.T), copied out when it has at most COPY_TRANSPOSE_MAX_ELEMENTS
+    elements: `copied(x.T) @ g` is `x.T @ g`.
 
     Why: XLA folds a transpose into the matmul that reads it, and its CPU backend then gives
     x^T g to a general routine (YNNPACK, its fast one, takes only untransposed operands) that
     is slow on small and batched products. In `dense_vjp` it took half the time of training
-    256 Clojure networks at once (620 ms -> 340 ms with the copy, 2026-12-02). Copying a small
+    256 Clojure networks at once (620 ms -> 340 ms with the copy, 2026-12-02; 440 ms -> 265 ms on a Zen 4, 2026-12-04). Copying a small
     x costs less; copying Fashion-MNIST's 128 x 784 batch, more (51 us). The barrier only
     keeps XLA from folding the copy away.
     """
-    return lax.optimization_barrier(x.T) if x.size <= COPY_TRANSPOSE_MAX_ELEMENTS else x.T
+    return lax.optimization_barrier(x_t) if x_t.size <= COPY_TRANSPOSE_MAX_ELEMENTS else x_t
+
+
+# Keys cross a lax.scan as raw data and are wrapped again inside: jax's key-reuse checker
+# (jax_debug_key_reuse, on in the tests) wrongly reports typed keys passed as scan inputs
+# under vmap (fit_many). The numbers are the same either way; only the checker needs it.
+def keys_through_scan(keys):
+    """Typed keys -> their raw data, to be a lax.scan input (see key_from_scan)."""
+    return jax.random.key_data(keys)
+
+
+def key_from_scan(data, impl):
+    """A scan input made by keys_through_scan -> the typed key again."""
+    return jax.random.wrap_key_data(data, impl=impl)
 
 
 # XLA flags for a network that trains in milliseconds, where compiling is nearly all of a run:
@@ -70,5 +85,3 @@ def exit_skipping_teardown(code: int) -> NoReturn:
             pass
     os._exit(code)
 
-
-SMALL_X = COPY_TRANSPOSE_MAX_ELEMENTS   # old name, used by funcnn/model.py until renamed

@@ -88,4 +88,3 @@ def _named(name: str, fault: str) -> str:
     return f"{name} {fault}" if name else fault
 
 
-real = number   # old name, used by funcnn/model.py, layers, data, visualization/ until renamed

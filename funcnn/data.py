@@ -17,7 +17,7 @@ import numpy as np
 from jax import lax
 
 from funcnn import rng, sources
-from funcnn.checks import InputError, InputTypeError, integer, real
+from funcnn.checks import InputError, InputTypeError, integer, number
 
 
 class Dataset(NamedTuple):
@@ -61,8 +61,8 @@ def box_muller(key: rng.Key, n: int, dtype=jnp.float32) -> jax.Array:
     """
     k1, k2 = jax.random.split(rng.check_key(key))
     half = (n + 1) // 2
-    u1 = 1.0 - rng.uniform(k1, (half,), dtype=dtype)        # (0, 1]: ln u1 is finite
-    u2 = rng.uniform(k2, (half,), dtype=dtype)
+    u1 = 1.0 - rng.draw_uniform(k1, (half,), dtype=dtype)        # (0, 1]: ln u1 is finite
+    u2 = rng.draw_uniform(k2, (half,), dtype=dtype)
     r = jnp.sqrt(-2.0 * jnp.log(u1))
     z = jnp.concatenate([r * jnp.cos(2 * jnp.pi * u2), r * jnp.sin(2 * jnp.pi * u2)])
     return z[:n]
@@ -97,7 +97,7 @@ def _clusters_checked(key, n_per_class, centers, std, scaled):
                          f"{centers!r}") from None
     if len(centers) < 2 or len({len(c) for c in centers}) != 1:
         raise InputError(f"centers must be at least 2 points of one dimension, got {centers}")
-    std = real("std", std, positive=True)
+    std = number("std", std, positive=True)
     return _gaussian_clusters(key, n_per_class, centers, std, scaled)
 
 
@@ -122,8 +122,8 @@ def circles(key: rng.Key, n: int = 500, factor: float = 0.5, noise: float = 0.05
     """
     key = rng.check_key(key)
     n = integer("n", n, 2)
-    factor = real("factor (inner radius / outer radius)", factor, lo=0.0, hi=1.0)
-    if not real("noise (std of the added Gaussian)", noise) >= 0.0:
+    factor = number("factor (inner radius / outer radius)", factor, lo=0.0, hi=1.0)
+    if not number("noise (std of the added Gaussian)", noise) >= 0.0:
         raise InputError(f"noise (std of the added Gaussian) must be >= 0, got {noise}")
     return _circles(key, n, factor, float(noise), bool(one_hot_labels))
 
@@ -148,7 +148,7 @@ def split(key: rng.Key, ds: Dataset, train_fraction: float = 0.8) -> tuple[Datas
     the rest test. Both sides must be non-empty."""
     key = rng.check_key(key)
     n = check_dataset(ds, "ds")
-    train_fraction = real("train_fraction", train_fraction, lo=0.0, hi=1.0)
+    train_fraction = number("train_fraction", train_fraction, lo=0.0, hi=1.0)
     n_train = int(round(n * train_fraction))
     if not 0 < n_train < n:
         raise InputError(f"train_fraction={train_fraction} leaves {n_train} training and "

@@ -55,7 +55,8 @@ def _create_beside(path: Path) -> tuple[int, Path]:
 
 
 def fsync_dir(d: Path) -> None:
-    """Make a rename in directory `d` durable (POSIX); a no-op where directories cannot be opened."""
+    """Make a rename in directory `d` durable (POSIX); a no-op where directories cannot be
+    opened."""
     if hasattr(os, "O_DIRECTORY"):
         fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
         try:

@@ -111,15 +111,3 @@ def _check_hash(path: Path, found: str, expected: str) -> None:
         raise IdxError(f"{path}: SHA-256 of its IDX bytes is {found}, expected {expected}: the "
                        "file is corrupt or another version. Delete it and download it again "
                        "(download=True, or the command-line flag --download)")
-
-
-# The data sets moved to funcnn.sources; these two names stay readable here for the callers not
-# yet moved (funcnn/examples/fashion_cnn.py, fashion_mnist_numpy.py, multihost.py; benchmarks/).
-_MOVED = ("FASHION_CLASSES", "load_fashion_mnist")
-
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        from funcnn import sources       # here, not at the top: sources imports this module
-        return getattr(sources, name)
-    raise AttributeError(f"module 'funcnn.idx' has no attribute {name!r}")

@@ -29,7 +29,7 @@ from jax import lax
 
 from funcnn import backend, initializers
 from funcnn import math as fmath
-from funcnn.checks import InputError, InputTypeError, integer, real
+from funcnn.checks import InputError, InputTypeError, integer, number
 
 class Layer:
     """The defaults every layer shares: no numbers, no key, no state."""
@@ -151,8 +151,8 @@ def dense(p, x):
 def dense_vjp(p, x, g):
     """g = dL/dz: f32[n, d_out] -> (dL/dp shaped like p, dL/dx: f32[n, d_in])."""
     # z = x W + b  =>  dL/dW = x^T g,  dL/db = sum over rows of g,  dL/dx = g W^T
-    x_t = backend.transposed(x)                   # x.T (a copy when small: see backend.py)
-    return {"w": x_t @ g, "b": g.sum(axis=0)}, g @ p["w"].T
+    # (backend.copied(x.T) is x.T, only faster on a CPU: see backend.py)
+    return {"w": backend.copied(x.T) @ g, "b": g.sum(axis=0)}, g @ p["w"].T
 
 
 # --- shapes ----------------------------------------------------------------------------------
@@ -380,7 +380,7 @@ class Conv2D(Layer):
         g = g.reshape(-1, self.filters)                       # dL/dY: f32[n oh ow, filters]
         w_mat = p["w"].reshape(-1, self.filters)
         # Y = P W + b  =>  dL/dW = P^T dL/dY,  dL/dP = dL/dY W^T
-        dw = backend.transposed(cols) @ g
+        dw = backend.copied(cols.T) @ g
         d_cols = (g @ w_mat.T).reshape(n, oh, ow, -1, c)     # back to [n, oh, ow, kh kw, c]
         padded = (h + sum(pads[0]), w + sum(pads[1]))
         dx = patches_vjp(d_cols, padded, self.kernel, self.stride)   # each patch back in place
@@ -492,7 +492,7 @@ class Dropout(Layer):
     rate: float
 
     def __init__(self, rate):
-        rate = real("Dropout(rate): the probability of dropping a unit", rate)
+        rate = number("Dropout(rate): the probability of dropping a unit", rate)
         if not 0.0 <= rate < 1.0:
             raise InputError(f"Dropout(rate) must be in [0, 1): the probability of dropping a "
                              f"unit (0.5 drops half), got {rate}")
@@ -551,12 +551,12 @@ class BatchNorm(Layer):
     eps: float = 1e-5
 
     def __post_init__(self):                  # keep plain floats: equal layers hash alike
-        momentum = real("BatchNorm's momentum", self.momentum)
+        momentum = number("BatchNorm's momentum", self.momentum)
         if not 0.0 < momentum <= 1.0:
             raise InputError(f"BatchNorm's momentum must be in (0, 1]: the weight of each "
                              f"batch in the running statistics (PyTorch's 0.1); got {momentum}")
         object.__setattr__(self, "momentum", momentum)
-        object.__setattr__(self, "eps", real("BatchNorm's eps", self.eps, positive=True))
+        object.__setattr__(self, "eps", number("BatchNorm's eps", self.eps, positive=True))
 
     def __repr__(self):
         return "BatchNorm"
@@ -613,7 +613,7 @@ class LayerNorm(Layer):
     eps: float = 1e-5
 
     def __post_init__(self):
-        object.__setattr__(self, "eps", real("LayerNorm's eps", self.eps, positive=True))
+        object.__setattr__(self, "eps", number("LayerNorm's eps", self.eps, positive=True))
 
     def __repr__(self):
         return "LayerNorm"

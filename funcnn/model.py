@@ -26,8 +26,7 @@ from jax import lax
 
 from funcnn import layers as L
 from funcnn import rng
-from funcnn.backend import SMALL_X, transposed as _transposed  # noqa: F401 (re-exported)
-from funcnn.checks import InputError, InputTypeError, integer, real
+from funcnn.checks import InputError, InputTypeError, integer, number
 from funcnn.data import Dataset, check_dataset
 from funcnn.initializers import glorot, he, lecun, uniform, xavier  # noqa: F401 (re-exported)
 from funcnn.initializers import check_scheme
@@ -384,7 +383,7 @@ def check_batch(net, batch, name: str = "batch") -> None:
 def check_lr(lr) -> None:
     """A learning rate must be a finite number > 0 (a traced value, under jit, passes as is)."""
     if not isinstance(lr, jax.core.Tracer):
-        real("lr (learning rate)", lr if not hasattr(lr, "item") else lr.item(), positive=True)
+        number("lr (learning rate)", lr if not hasattr(lr, "item") else lr.item(), positive=True)
 
 
 def _weights(w, batch):

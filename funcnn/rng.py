@@ -49,4 +49,3 @@ def draw_uniform(k: Key, shape, lo: float = 0.0, hi: float = 1.0, dtype=jnp.floa
     return jax.random.uniform(check_key(k), shape, dtype, minval=lo, maxval=hi)
 
 
-uniform = draw_uniform   # old name, used by funcnn/data.py and tests/test_data.py until renamed

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from funcnn import data, metrics, model, optim, parallel, rng
+from funcnn import backend, data, metrics, model, optim, parallel, rng
 from funcnn.checks import InputError, InputTypeError, integer
 from funcnn.data import Dataset
 
@@ -138,22 +138,22 @@ def _fit(key, params, state, train, test, lr, clock, *, net, epochs, start_epoch
     def batch_step(carry, inputs):
         params, state = carry                                   # state: the optimizer's
         step, rows, w, key_data = inputs                        # i32[padded], f32[padded]
-        key = None if key_data is None else jax.random.wrap_key_data(key_data, impl=impl)
+        key = None if key_data is None else backend.key_from_scan(key_data, impl)
         batch = train if full else Dataset(train.x[rows], train.y[rows])   # gather on device
         if mesh is not None:                                    # rows split over the devices
             batch, w, params = parallel.split_batch(mesh, batch, w, params)
         params, state, loss, out = train_step(net, optimizer, lr, params, state, batch, w, key)
         n_rows = w.sum()                                        # rows that are not padding
-        if progress_every and not ensemble:                      # a line every N steps
+        if progress_every and not ensemble:                     # a line every N steps
             lax.cond(step % progress_every == 0, lambda: jax.debug.callback(
-                partial(_print_step, steps, net.loss.name), step, loss, clock, ordered=mesh is None),
-                lambda: None)
+                partial(_print_step, steps, net.loss.name), step, loss, clock,
+                ordered=mesh is None), lambda: None)      # (ordered: one device only)
         return (params, state), (loss * n_rows, metrics.accuracy(out, batch.y, w) * n_rows)
 
     def train_epoch(carry, key):
         if dropout:                                             # the shuffle's key, the masks'
             key, k_masks = jax.random.split(key)
-            masks = jax.random.key_data(jax.random.split(k_masks, steps))
+            masks = backend.keys_through_scan(jax.random.split(k_masks, steps))
         else:
             masks = None                                        # (the same shuffle as before)
         if full:                                                # one batch of every row:
@@ -182,20 +182,18 @@ def _fit(key, params, state, train, test, lr, clock, *, net, epochs, start_epoch
         keys = epoch_keys(key, all_epochs)                      # [epochs]
     keys = keys[start_epoch:]
 
-    # The keys enter the scan as raw data and are wrapped again inside: jax's key-reuse
-    # checker (jax_debug_key_reuse) wrongly reports typed keys passed as scan inputs under vmap.
     def epoch_step(carry, inputs):
         i, key_data = inputs
-        carry, history = train_epoch(carry, jax.random.wrap_key_data(key_data, impl=impl))
+        carry, history = train_epoch(carry, backend.key_from_scan(key_data, impl))
         if verbose:                                             # one host call per epoch
             printed = {k: v for k, v in history.items() if k != "probe"}
             jax.debug.callback(partial(_print_epoch, all_epochs, verbose, net.loss.name), i,
                                printed, clock, ordered=mesh is None)
         return carry, history
 
-    epochs_in = (jnp.arange(start_epoch + 1, all_epochs + 1), jax.random.key_data(keys))
+    epochs_in = (jnp.arange(start_epoch + 1, all_epochs + 1), backend.keys_through_scan(keys))
     (params, state), history = lax.scan(epoch_step, (params, state), epochs_in)
-    if ensemble:                                                # [epochs, m, ...] -> [m, epochs, ...]
+    if ensemble:                                # [epochs, m, ...] -> [m, epochs, ...]
         history = jax.tree.map(lambda v: jnp.swapaxes(v, 0, 1), history)
     return params, history, state
 
@@ -236,7 +234,7 @@ def _fit_steps(key, params, state, train, lr, *, net, steps, batch_size, optimiz
 
     def step(carry, key_data):
         params, state = carry
-        key = jax.random.wrap_key_data(key_data, impl=impl)     # (see _fit on raw key data)
+        key = backend.key_from_scan(key_data, impl)
         k_mask = None
         if net.layer.needs_key:                                 # dropout: a key for the masks
             key, k_mask = jax.random.split(key)
@@ -246,7 +244,7 @@ def _fit_steps(key, params, state, train, lr, *, net, steps, batch_size, optimiz
         params, state, loss, _ = train_step(net, optimizer, lr, params, state, batch, w, k_mask)
         return (params, state), loss
 
-    keys = jax.random.key_data(jax.random.split(key, steps))
+    keys = backend.keys_through_scan(jax.random.split(key, steps))
     (params, state), losses = lax.scan(step, (params, state), keys)
     return params, state, losses
 

@@ -125,7 +125,7 @@ def test_numpy_scalars_are_accepted_and_nonsense_refused():
 
 
 def test_uniform_stays_below_hi_in_float32():
-    u = fn.rng.uniform(jax.random.key(18), (200_000,), 1.0, 1.5)
+    u = fn.rng.draw_uniform(jax.random.key(18), (200_000,), 1.0, 1.5)
     assert float(u.min()) >= 1.0 and float(u.max()) < 1.5
 
 

@@ -413,10 +413,3 @@ def test_real_files_match_the_tables(name):
     data = gzip.decompress((REAL_DIR / (name + ".gz")).read_bytes())
     assert hashlib.sha256(data).hexdigest() == sources.FASHION_MNIST_SHA256[name]
     assert hashlib.md5(data).hexdigest() == UPSTREAM_IDX_MD5[name]
-
-
-def test_the_names_examples_read_from_idx_are_the_sources_ones():
-    assert idx.FASHION_CLASSES is sources.FASHION_CLASSES
-    assert idx.load_fashion_mnist is sources.load_fashion_mnist
-    with pytest.raises(AttributeError, match="find"):
-        idx.find                                              # noqa: B018 (moved, not kept)

@@ -72,12 +72,12 @@ def test_hand_gradients_match_autodiff_float32(hidden, head):
 
 def test_both_transposes_of_dense_vjp_match_autodiff(x64):
     """x^T g takes a copied x^T for a small x and x.T as it is for a large one (see
-    model._transposed): a first layer above the size, a second below it, both refereed."""
+    backend.copied): a first layer above the size, a second below it, both refereed."""
     net = fn.model.mlp([500, 6, 3], hidden=M.tanh, output=M.identity,
                        loss=L.softmax_cross_entropy, init=fn.model.glorot())
     k_p, k_x, k_y = jax.random.split(jax.random.key(5), 3)
     x = jax.random.normal(k_x, (40, 500), jnp.float64)
-    assert x.size > fn.model.SMALL_X >= 40 * 6                  # one branch each
+    assert x.size > fn.backend.COPY_TRANSPOSE_MAX_ELEMENTS >= 40 * 6                  # one branch each
     batch = fn.data.Dataset(x, fn.data.one_hot(jax.random.randint(k_y, (40,), 0, 3), 3,
                                                jnp.float64))
     report = fn.gradcheck.gradcheck(net, fn.model.init(k_p, net, jnp.float64), batch)

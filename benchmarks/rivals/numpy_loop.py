@@ -161,7 +161,7 @@ class _WorkerData:
     """The worker's Fashion-MNIST, loaded once: u8 pixels, labels, and float copies by dtype."""
 
     def __init__(self):
-        x_train, y_train, x_test, y_test = fn.idx.load_fashion_mnist()
+        x_train, y_train, x_test, y_test = fn.sources.load_fashion_mnist()
         self.u8 = {"train": x_train.reshape(len(x_train), -1),      # u8[n, 784]
                    "test": x_test.reshape(len(x_test), -1)}
         self.labels = {"train": y_train.astype(np.int64), "test": y_test.astype(np.int64)}

@@ -14,7 +14,7 @@ import numpy as np
 import funcnn as fn
 
 HELP = "DotCSV's rings: [2, 4, 8, 1] sigmoid, MSE; the training as an animation"
-QUICK_COMPILE = True   # tiny networks: compile fast, not optimised (see funcnn.__main__)
+QUICK_COMPILE = True   # tiny networks: compile fast, not optimised (see funcnn.backend)
 DESCRIPTION = __doc__.split("\n\n")[1].replace("\n", " ")
 RECIPES = {   # epochs, batch size (None: full batch), lr (None: the seed's, converted), init
     "seed": (2000, None, None, fn.model.uniform(1.0)),

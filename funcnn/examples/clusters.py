@@ -7,7 +7,7 @@ import funcnn as fn
 
 HELP = "the Clojure run: two Gaussian clusters, 2 -> 8 -> 2 sigmoid, MSE (the default)"
 QUICK_COMPILE = True   # a 2-8-2 network trains in milliseconds: compile fast, not optimised
-                       # (see funcnn.__main__)
+                       # (see funcnn.backend)
 DESCRIPTION = ("The Clojure project's run: 400 points per class, 2 -> 8 -> 2 sigmoid, weights "
                "uniform in [-0.5, 0.5], MSE, lr 0.5, batch 16, 20 epochs, seed 1337.")
 

@@ -74,7 +74,7 @@ def run(args) -> int:
     predicted = np.asarray(fn.metrics.predict_class(logits))
     true = np.asarray(fn.metrics.predict_class(test.y))
     wrong = np.flatnonzero(predicted != true)[:32]
-    names = fn.idx.FASHION_CLASSES
+    names = fn.sources.FASHION_CLASSES
     title = f"CNN, {args.epochs} epochs"
     written = [
         fn.visualization.curves(history, f"{base}_curves.svg", title=title),

@@ -77,7 +77,7 @@ def _evaluate(net, params, test, out, title) -> int:
     predicted = np.asarray(fn.metrics.predict_class(logits))
     true = np.asarray(fn.metrics.predict_class(test.y))
     wrong = np.flatnonzero(predicted != true)[:32]
-    names = fn.idx.FASHION_CLASSES
+    names = fn.sources.FASHION_CLASSES
     base = out.replace(".svg", "")
     confusion = fn.visualization.confusion_matrix(cm, names, f"{base}_confusion.svg",
                                                   title=f"test accuracy {accuracy:.4f}")

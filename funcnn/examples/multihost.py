@@ -61,7 +61,7 @@ def _work(args) -> int:
     import funcnn as fn
 
     me, count = jax.process_index(), jax.process_count()
-    x, labels, x_test, labels_test = fn.idx.load_fashion_mnist(args.data)   # u8, on the host
+    x, labels, x_test, labels_test = fn.sources.load_fashion_mnist(args.data)   # u8, on the host
     mine, mine_test = _block(len(x), me, count), _block(len(x_test), me, count)
     mesh = jax.make_mesh((jax.device_count(),), ("batch",))
     train = fn.parallel.shard_rows(_dataset(x[mine], labels[mine]), mesh)

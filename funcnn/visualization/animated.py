@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from funcnn.checks import InputError, real
+from funcnn import checks
+from funcnn.checks import InputError
 from funcnn.visualization.boundary import (HEIGHT, LEFT, SIZE, TOP, WIDTH, boundary_svg,
                                            cells, check_grid, check_points, classes,
                                            contour_path, contour_segments, grid_frame,
@@ -37,7 +38,7 @@ def animation(frames, xs, ys, points_x, points_label, path, *, steps=None,
     _check_frames(frames, xs, ys)
     points_x, points_label = check_points(points_x, points_label)
     labels = _frame_labels(steps, len(frames))
-    seconds_per_frame = real("seconds_per_frame", seconds_per_frame, positive=True)
+    seconds_per_frame = checks.number("seconds_per_frame", seconds_per_frame, positive=True)
     check_title(title)
     title = "the decision boundary during training" if title is None else title
     if still_path is not None:

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from funcnn import data, metrics, model
-from funcnn.checks import InputError, InputTypeError, integer, real
+from funcnn.checks import InputError, InputTypeError, integer, number
 from funcnn.visualization.svg import (BLUE, INK, ORANGE, PALETTE, Frame, Picture, axes, blend,
                                       check_title, document, text, write)
 
@@ -40,7 +40,7 @@ def decision_boundary(net, params: model.Params, ds: data.Dataset,
     if ds.x.shape[1] != 2:
         raise InputError(f"ds.x has {ds.x.shape[1]} features but a decision-boundary picture "
                          "needs exactly 2 (the plane x1, x2); pick two columns or project first")
-    margin = real("margin (the fraction of the data's span added on each side)", margin)
+    margin = number("margin (the fraction of the data's span added on each side)", margin)
     if margin < 0:
         raise InputError(f"margin (the fraction of the data's span added on each side) must be "
                          f">= 0, got {margin!r}")
