@@ -208,7 +208,7 @@ def test_a_shuffle_keeps_no_neighbours_together(n):
 def test_a_four_round_feistel_fails_the_neighbour_bound():
     """The test bites: 4 rounds of the same network (half of fn.data's) keep neighbours."""
     keys = jax.random.split(jax.random.key(7), 1000)
-    orders = np.asarray(jax.vmap(lambda k: fn.data._feistel_order(k, 4096, rounds=4))(keys))
+    orders = np.asarray(jax.vmap(lambda k: fn.data.feistel_order(k, 4096, rounds=4))(keys))
     np.testing.assert_array_equal(np.sort(orders[0]), np.arange(4096))  # still a permutation
     assert _neighbour_z(orders) > NEIGHBOUR_Z_BOUND
 
