@@ -328,10 +328,13 @@ def _bad_rows(xp, x, y):
     one-hot), -1 where none; `xp` is NumPy or jax.numpy, the same code for both."""
     def first(bad):
         return xp.where(bad.any(), xp.argmax(bad), -1)
-    finite_x = xp.isfinite(x.reshape(x.shape[0], -1)).all(axis=1)
+    x = x.reshape(x.shape[0], -1)
+    with np.errstate(over="ignore", invalid="ignore"):   # NaN or Inf makes the sum NaN or Inf:
+        clean = xp is np and np.isfinite(x.sum())          # one cheap pass when all is well
+    bad_x = -1 if clean else first(~xp.isfinite(x).all(axis=1))
     zero_one = ((y == 0) | (y == 1)).all(axis=1)
     one_per_row = (y.sum(axis=1) == 1) if y.shape[1] > 1 else True
-    return first(~finite_x), ~xp.isfinite(y).all(), first(~(zero_one & one_per_row))
+    return bad_x, ~xp.isfinite(y).all(), first(~(zero_one & one_per_row))
 
 
 _bad_rows_on_device = jax.jit(partial(_bad_rows, jnp))     # one reduction, where the data are
