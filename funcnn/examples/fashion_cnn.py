@@ -3,7 +3,7 @@
 conv 3x3 (32) -> relu -> max-pool 2 -> conv 3x3 (64) -> BatchNorm -> relu -> max-pool 2 ->
 flatten -> dropout 0.5 -> dense 128 (relu) -> dense 10, softmax cross-entropy; Adam (1e-3),
 batch 128, every one of the 60,000 training images, the 10,000 test images after each epoch.
-Each layer's gradient is written by hand (funcnn/layers.py); each convolution is a matrix
+Each layer's gradient is written by hand (funcnn/layers/); each convolution is a matrix
 product on its patches. `--narrow` halves the channels (16 and 32): 2x faster per epoch.
 """
 import time

@@ -1,0 +1,51 @@
+"""Dropout: a keyed mask in training, the identity in evaluation.
+
+The layer contract is stated once, in funcnn/layers/__init__.py.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from funcnn.checks import InputError, number
+from funcnn.layers.base import Layer
+
+
+# --- dropout ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Dropout(Layer):
+    """Drops each unit with probability `rate` in training (as PyTorch and Keras mean it; stax's
+    `Dropout(rate)` keeps with that probability instead) and scales the kept ones by
+    1 / (1 - rate), so a unit's expected value does not change; evaluation is the identity.
+    The mask comes from the key: the same key gives the same mask."""
+    rate: float
+
+    def __init__(self, rate):
+        rate = number("Dropout(rate): the probability of dropping a unit", rate)
+        if not 0.0 <= rate < 1.0:
+            raise InputError(f"Dropout(rate) must be in [0, 1): the probability of dropping a "
+                             f"unit (0.5 drops half), got {rate}")
+        object.__setattr__(self, "rate", rate)
+
+    @property
+    def needs_key(self):
+        return self.rate > 0
+
+    def __repr__(self):
+        return f"Dropout({self.rate:g})"
+
+    def shape(self, input_shape):
+        return input_shape
+
+    def apply(self, p, x, train=False, key=None):
+        if not train or self.rate == 0:
+            return x, None                                   # evaluation: y = x
+        keep = jax.random.bernoulli(key, 1.0 - self.rate, x.shape)
+        scale = jnp.where(keep, 1.0 / (1.0 - self.rate), 0.0).astype(x.dtype)
+        return x * scale, scale                              # y = x m / (1 - rate)
+
+    def vjp(self, p, cache, g):
+        return (), g if cache is None else g * cache         # dL/dx = g m / (1 - rate)
