@@ -482,7 +482,7 @@ class Mix(L.Layer):
 
 
 def test_register_layer_lets_a_users_layer_be_saved_and_rebuilt(tmp_path, monkeypatch):
-    monkeypatch.setattr(fio, "LAYERS", dict(fio.LAYERS))     # registrations end with the test
+    monkeypatch.setattr(fn.descriptions, "LAYERS", dict(fn.descriptions.LAYERS))  # until the end
     net = fn.model.network(L.serial(
         L.Dense(4), Mix(L.serial(L.Dense(5), Scale(0.5)), fn.math.tanh, c=2.0, mode="shift",
                         scheme=fn.model.uniform(0.1), note="x")), (3,), fn.losses.mse)
@@ -502,13 +502,13 @@ def test_register_layer_lets_a_users_layer_be_saved_and_rebuilt(tmp_path, monkey
     x = jax.random.normal(jax.random.key(1), (2, 3))
     assert np.array_equal(fn.model.forward(back, fio.load(p), x), fn.model.forward(net, params, x))
     # a program that has not registered it cannot rebuild it, and says how to
-    del fio.LAYERS["Mix"]
+    del fn.descriptions.LAYERS["Mix"]
     with pytest.raises(fio.CheckpointError, match=r"register_layer\(Mix\)"):
         fio.load_network(p)
 
 
 def test_register_layer_refuses_what_it_could_not_rebuild(tmp_path, monkeypatch):
-    monkeypatch.setattr(fio, "LAYERS", dict(fio.LAYERS))
+    monkeypatch.setattr(fn.descriptions, "LAYERS", dict(fn.descriptions.LAYERS))
     with pytest.raises(InputTypeError, match="layer class"):
         fio.register_layer(Ones)
 
