@@ -79,7 +79,7 @@ def _copy(key):
 
 
 @partial(jax.jit, static_argnames=("net", "train"))
-def both_grads(net, params: model.Params, batch: Dataset, w: jax.Array, key=None, *,
+def both_grads(net, params: model.Params, batch: Dataset, w: jax.Array | None = None, key=None, *,
                train: bool = True):
     """(hand-written backprop, jax.grad of the loss): two trees shaped like params, one program."""
     hand = model.grads(net, params, batch, w, train=train, key=key)
@@ -106,11 +106,9 @@ def gradcheck(net, params: model.Params, batch: Dataset, w=None, *, key=None,
         w = None if w is None else _cast(w, dtype)
         model.check_params(net, params)
         model.check_batch(net, batch)
-        if key is None and train and net.layer.needs_key:
+        if key is None and train is True and net.layer.needs_key:
             key = jax.random.key(0)                     # a check: any fixed mask will do
-        key = model._check_mode(net, train, key)
-        hand, auto = both_grads(net, params, batch, model._weights(w, batch), key,
-                                train=bool(train))
+        hand, auto = both_grads(net, params, batch, w, key, train=train)
         errors = compare(hand, auto)
     return GradcheckReport(errors, rtol if rtol is not None else (1e-9 if x64 else 1e-4),
                            "float64" if x64 else "float32")
