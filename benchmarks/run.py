@@ -102,6 +102,9 @@ def main() -> int:
     parser.add_argument("--only", action="append", choices=SECTIONS, metavar="SECTION",
                         help="run only this section (repeatable): " + ", ".join(SECTIONS))
     args = parser.parse_args()
+    # one CPU device per core, before JAX starts: section 4 splits ensembles over them (one
+    # device's kernels use one core); every other section runs on the first device, as before
+    jax.config.update("jax_num_cpu_devices", CORES)
     out = args.out or (None if args.quick or args.only else RESULTS)
     bench = Bench(PLANS["quick" if args.quick else "full"], quick=args.quick, only=args.only)
     try:

@@ -1,4 +1,5 @@
-"""Data parallelism: one network's batches split over devices, on one host or several.
+"""Data parallelism: one network's batches split over devices, on one host or several; and an
+ensemble's networks split over devices.
 
 Contract: a mesh is a 1-D `jax.sharding.Mesh` (`jax.make_mesh((jax.device_count(),),
 ("batch",))`). Training with one (`fit(..., mesh=mesh)`) keeps the params whole on every
@@ -9,6 +10,8 @@ device, or spread over the devices by rows (`shard_rows`): then each step's batc
 from the devices that hold its rows, and with several hosts (processes after
 `jax.distributed.initialize`) each host holds only its own rows. Either way every epoch
 shuffles all rows with one permutation, so the numbers are those of one device.
+An ensemble with one (`fit_many(..., mesh=mesh)`) is split by network instead: each device
+trains its own networks on the whole data, and nothing passes between devices.
 """
 from __future__ import annotations
 
@@ -88,9 +91,32 @@ def place(ds: Dataset, mesh) -> Dataset:
     return Dataset(*(onto(v) for v in ds))
 
 
+def split_networks(mesh, keys, params, train: Dataset, test: Dataset | None):
+    """An ensemble over the mesh's devices: the networks' keys and params (a leading axis of m)
+    split by network, the data whole on every device. Each device then trains its own
+    networks; XLA's SPMD finds nothing to communicate."""
+    m, size = keys.shape[0], mesh.size
+    if m % size:
+        raise InputError(f"{m} networks do not split evenly over the mesh's {size} devices: "
+                         f"train a multiple of {size} (e.g. {m + size - m % size}) or use a "
+                         "smaller mesh")
+    if not all(getattr(v, "is_fully_addressable", True)
+               for ds in (train, test) if ds is not None for v in ds):
+        raise InputError("fit_many with a mesh needs every row on this process: the data are "
+                         "spread over several processes")
+    whole = NamedSharding(mesh, PartitionSpec())
+    keys, params = jax.device_put((keys, params), by_rows(mesh))
+    return keys, params, jax.device_put(train, whole), jax.device_put(test, whole)
+
+
+def whole_on_every_device(mesh, tree):
+    """Inside a compiled run: gather `tree`'s leaves whole onto every device (for printing)."""
+    return jax.lax.with_sharding_constraint(tree, NamedSharding(mesh, PartitionSpec()))
+
+
 def split_batch(mesh, batch, w, params):
     """Ask XLA to split the batch's rows over the mesh and to keep the params whole on every
     device; it then runs each device's share and all-reduces the gradient sums (JAX's SPMD)."""
-    whole = NamedSharding(mesh, PartitionSpec())
     constrain = jax.lax.with_sharding_constraint
-    return constrain(batch, by_rows(mesh)), constrain(w, by_rows(mesh)), constrain(params, whole)
+    return (constrain(batch, by_rows(mesh)), constrain(w, by_rows(mesh)),
+            whole_on_every_device(mesh, params))

@@ -89,11 +89,17 @@ def fit(key: rng.Key, net, params: model.Params, train: Dataset,
 
 def fit_many(keys: jax.Array, net, params: model.Params, train: Dataset,
              test: Dataset | None = None, *, epochs: int = 20, lr=None, batch_size: int = 16,
-             optimizer=None, probe=None,
+             optimizer=None, probe=None, mesh=None,
              verbose: bool | int = True) -> tuple[model.Params, dict[str, jax.Array]]:
     """Train one network per key at once (an ensemble): `keys: key[m]`, params from
     `jax.vmap(lambda k: init(k, net))(init_keys)`. Histories come back `f32[m, epochs]`.
-    Each epoch prints one line: the mean and range over the m networks."""
+    Each epoch prints one line: the mean and range over the m networks.
+
+    `mesh`, a 1-D `jax.sharding.Mesh`, splits the networks over its devices (m a multiple of
+    its size): each device trains its share and nothing passes between them, so the numbers
+    are those of one device. On a CPU, `jax.config.update("jax_num_cpu_devices", cores)` at
+    start-up makes one device per core: one device's tiny steps leave the other cores idle.
+    """
     if getattr(keys, "dtype", None) == jnp.uint32 and getattr(keys, "shape", ())[-1:] == (2,):
         keys = jax.random.wrap_key_data(keys)                  # legacy uint32[m, 2] keys
     if getattr(keys, "ndim", None) != 1 or not jax.dtypes.issubdtype(keys.dtype,
@@ -108,11 +114,14 @@ def fit_many(keys: jax.Array, net, params: model.Params, train: Dataset,
     member = jax.tree.map(lambda v: v[0], params)
     train, test, lr = _check_fit_args(net, member, train, test, epochs, lr, batch_size,
                                       optimizer, probe)
+    mesh = parallel.check_mesh(mesh)
+    if mesh is not None:                        # each device trains its share of networks
+        keys, params, train, test = parallel.split_networks(mesh, keys, params, train, test)
     state = () if optimizer is None else jax.vmap(optimizer.init)(params)
     new_params, history, _ = _fit(keys, params, state, train, test, lr, _clock(), net=net,
                                   epochs=epochs, start_epoch=0,
                                   batch_size=min(batch_size, train.x.shape[0]),
-                                  optimizer=optimizer, probe=probe, mesh=None,
+                                  optimizer=optimizer, probe=probe, mesh=mesh,
                                   verbose=_every(verbose), ensemble=True, progress_every=0)
     _raise_if_diverged(new_params, history, lr)
     return new_params, history
@@ -140,7 +149,7 @@ def _fit(key, params, state, train, test, lr, clock, *, net, epochs, start_epoch
         step, rows, w, key_data = inputs                        # i32[padded], f32[padded]
         key = None if key_data is None else backend.key_from_scan(key_data, impl)
         batch = train if full else Dataset(train.x[rows], train.y[rows])   # gather on device
-        if mesh is not None:                                    # rows split over the devices
+        if mesh is not None and not ensemble:                   # rows split over the devices
             batch, w, params = parallel.split_batch(mesh, batch, w, params)
         params, state, loss, out = train_step(net, optimizer, lr, params, state, batch, w, key)
         n_rows = w.sum()                                        # rows that are not padding
@@ -187,6 +196,8 @@ def _fit(key, params, state, train, test, lr, clock, *, net, epochs, start_epoch
         carry, history = train_epoch(carry, backend.key_from_scan(key_data, impl))
         if verbose:                                             # one host call per epoch
             printed = {k: v for k, v in history.items() if k != "probe"}
+            if mesh is not None and ensemble:                   # every network's, gathered
+                printed = parallel.whole_on_every_device(mesh, printed)
             jax.debug.callback(partial(_print_epoch, all_epochs, verbose, net.loss.name), i,
                                printed, clock, ordered=mesh is None)
         return carry, history

@@ -45,6 +45,32 @@ CHILD = textwrap.dedent("""
     for a, b in zip(jax.tree.leaves(four), jax.tree.leaves(one)):   # running stats included
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     print("sharded ok", float(h4["train_loss"][-1]))
+
+    # an ensemble split by network over the four devices: each network as on one device
+    keys = jax.random.split(jax.random.key(8), 8)
+    many = jax.vmap(lambda k: fn.model.init(k, net))(jax.random.split(jax.random.key(9), 8))
+    how = dict(epochs=3, batch_size=7, optimizer=fn.optim.adam(0.05), verbose=False)
+    one, h1 = fn.train.fit_many(keys, net, many, ds, ds, **how)
+    four, h4 = fn.train.fit_many(keys, net, many, ds, ds, mesh=mesh, **how)
+    assert {d.id for d in jax.tree.leaves(four)[0].devices()} == {0, 1, 2, 3}
+    for name in h1:                         # float32: each device's code rounds its own way
+        np.testing.assert_allclose(h4[name], h1[name], rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(four), jax.tree.leaves(one)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    k_s, p_s, d_s, _ = fn.parallel.split_networks(fn.parallel.check_mesh(mesh), keys, many, ds,
+                                                   None)
+    hlo = fn.train._fit.lower(k_s, p_s, (), d_s, None, np.float32(0.5), fn.train._clock(),
+                              net=net, epochs=2, start_epoch=0, batch_size=7, optimizer=None,
+                              probe=None, mesh=fn.parallel.check_mesh(mesh), verbose=0,
+                              ensemble=True, progress_every=0).compile().as_text()
+    assert "f32[2,2,8]" in hlo and "all-reduce" not in hlo and "all-gather" not in hlo
+    try:                                                        # 6 networks on 4 devices
+        fn.train.fit_many(keys[:6], net, jax.tree.map(lambda v: v[:6], many), ds, mesh=mesh)
+    except fn.checks.InputError as e:
+        assert "multiple of 4 (e.g. 8)" in str(e), e
+    else:
+        raise AssertionError("6 networks over 4 devices were accepted")
+    print("ensemble ok")
 """)
 
 
@@ -54,7 +80,7 @@ def test_four_devices_give_the_losses_of_one():
     r = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, env=env,
                        timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "sharded ok" in r.stdout
+    assert "sharded ok" in r.stdout and "ensemble ok" in r.stdout
 
 
 def test_a_mesh_must_be_a_mesh():
