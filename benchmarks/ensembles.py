@@ -131,8 +131,10 @@ def ensembles(bench):
         row += [f"{first[name][1]:.2f}", f"{first[name][2]:.2f}", f"{accuracy:.3f}"]
         rows.append(row)
 
-    notes = ["Of fit_many's time, the per-epoch shuffles alone (each network's own sort of its "
-             f"rows, {kw['epochs']} epochs, timed in the same rounds): " +
+    notes = ["Of fit_many's time, the per-epoch shuffles alone (every network's own order of "
+             "its rows, drawn together as one sorting network over all of them, "
+             "`data.shuffles`; "
+             f"{kw['epochs']} epochs, timed in the same rounds; one device): " +
              ", ".join(f"{shuffle_ms[m]:.1f} ms for {m}" for m in members) +
              ". The rest grows with m too: every step's gather and matmuls are batched over "
              "the networks" + (", and for 2 x 8 weights XLA's CPU backend runs them at a few "
@@ -184,9 +186,10 @@ def ensembles(bench):
 
 @partial(jax.jit, static_argnames=("n", "batch_size", "epochs"))
 def epoch_shuffles(keys, *, n, batch_size, epochs):
-    """fit_many's shuffles and nothing else: each network's `data.batches`, every epoch."""
+    """fit_many's shuffles and nothing else: every network's order at once (`data.shuffles`)
+    cut into batches, every epoch."""
     def epoch(total, i):
-        rows, _ = jax.vmap(lambda k: fn.data.batches(jax.random.fold_in(k, i), n,
-                                                     batch_size))(keys)
+        orders = fn.data.shuffles(jax.vmap(lambda k: jax.random.fold_in(k, i))(keys), n)
+        rows, _ = jax.vmap(lambda o: fn.data.batches(None, n, batch_size, order=o))(orders)
         return total + rows.sum(), None
     return lax.scan(epoch, jnp.int32(0), jnp.arange(epochs))[0]

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from funcnn import rng, sources
+from funcnn import backend, rng, sources
 from funcnn.checks import InputError, InputTypeError, integer, number
 
 
@@ -187,6 +187,22 @@ def shuffle(key: rng.Key, n: int) -> jax.Array:
     return (lax.sort(packed) & low).astype(jnp.int32)
 
 
+def shuffles(keys: jax.Array, n: int) -> jax.Array:
+    """`shuffle(key, n)` for each of m keys at once, `i32[m, n]`: the same orders (fit_many's
+    networks each shuffle their rows every epoch). Up to SORTED_MAX_ROWS rows the m sorts run
+    side by side as one sorting network (`backend.sort_columns`: 3x faster than m sorts)."""
+    n = integer("n", n, 1)
+    if n > SORTED_MAX_ROWS:
+        return jax.vmap(lambda k: feistel_order(k, n))(keys)
+    bits = jax.vmap(lambda k: jax.random.bits(k, (n,), jnp.uint32))(keys)   # as shuffle draws
+    low = jnp.uint32(SORTED_MAX_ROWS - 1)
+    packed = (bits & ~low) | jnp.arange(n, dtype=jnp.uint32)[None, :]
+    size = 1 << (n - 1).bit_length()                             # a power of 2 >= n
+    last = jnp.full((size - n, packed.shape[0]), jnp.iinfo(jnp.uint32).max, jnp.uint32)
+    columns = backend.sort_columns(jnp.concatenate([packed.T, last]))   # u32[size, m]
+    return (columns[:n].T & low).astype(jnp.int32)               # the padding sorts last
+
+
 def _mix32(x):
     """murmur3's 32-bit finaliser: a bijection of u32 in which each input bit flips each
     output bit with probability about 1/2."""
@@ -228,8 +244,10 @@ def feistel_order(key, n, rounds=FEISTEL_ROUNDS):
 
 
 def batches(key: rng.Key, n: int, batch_size: int, dtype=jnp.float32,
-            width: int | None = None) -> tuple[jax.Array, jax.Array]:
-    """One epoch's order: a random permutation of `range(n)` cut into batches.
+            width: int | None = None, order: jax.Array | None = None
+            ) -> tuple[jax.Array, jax.Array]:
+    """One epoch's order: a random permutation of `range(n)` (`shuffle(key, n)`, or `order`
+    where given) cut into batches.
 
     Returns `rows: i32[steps, width]` and `weights: f32[steps, width]`, with
     steps = ceil(n / batch_size) and width = batch_size unless given larger (so that a batch
@@ -241,7 +259,7 @@ def batches(key: rng.Key, n: int, batch_size: int, dtype=jnp.float32,
     width = batch_size if width is None else integer("width", width, batch_size)
     steps = -(-n // batch_size)                                  # ceil(n / batch_size)
     pad = steps * batch_size - n
-    order = shuffle(key, n)
+    order = shuffle(key, n) if order is None else order
     rows = jnp.concatenate([order, jnp.zeros(pad, order.dtype)]).reshape(steps, batch_size)
     weights = jnp.concatenate([jnp.ones(n, dtype), jnp.zeros(pad, dtype)])
     weights = weights.reshape(steps, batch_size)

@@ -159,16 +159,19 @@ def _fit(key, params, state, train, test, lr, clock, *, net, epochs, start_epoch
                 ordered=mesh is None), lambda: None)      # (ordered: one device only)
         return (params, state), (loss * n_rows, metrics.accuracy(out, batch.y, w) * n_rows)
 
-    def train_epoch(carry, key):
-        if dropout:                                             # the shuffle's key, the masks'
-            key, k_masks = jax.random.split(key)
-            masks = backend.keys_through_scan(jax.random.split(k_masks, steps))
-        else:
-            masks = None                                        # (the same shuffle as before)
+    def shuffle_and_masks(key):
+        """An epoch's key -> (its shuffle's key, its dropout masks' key or None)."""
+        return tuple(jax.random.split(key)) if dropout else (key, None)
+
+    def train_epoch(carry, keys, order=None):        # keys: shuffle_and_masks(the epoch's)
+        k_shuffle, k_masks = keys                       # order: the shuffle, if made already
+        masks = None if k_masks is None else backend.keys_through_scan(
+            jax.random.split(k_masks, steps))                   # (no dropout: the same shuffle)
         if full:                                                # one batch of every row:
             rows, w = jnp.arange(n)[None, :], jnp.ones((1, n), train.x.dtype)   # no shuffle
-        else:
-            rows, w = data.batches(key, n, batch_size, train.x.dtype, padded)  # a new shuffle
+        else:                                                   # a new shuffle
+            rows, w = data.batches(k_shuffle, n, batch_size, train.x.dtype, padded,
+                                   order=order)
         carry, (loss_sums, correct) = lax.scan(
             batch_step, carry, (jnp.arange(1, steps + 1), rows, w, masks))
         params = carry[0]
@@ -184,8 +187,11 @@ def _fit(key, params, state, train, test, lr, clock, *, net, epochs, start_epoch
     # one key per epoch of the whole run; split(key, m)[:k] is split(key, k) (partitionable
     # threefry, JAX's default), so a run resumed at start_epoch draws the keys of one long run
     all_epochs = start_epoch + epochs
-    if ensemble:
-        train_epoch = jax.vmap(train_epoch)
+    if ensemble:                # every network's shuffle at once (data.shuffles), then each
+        def train_epochs(carry, keys):                          # network's epoch
+            k_shuffles, k_masks = jax.vmap(shuffle_and_masks)(keys)
+            orders = None if full else data.shuffles(k_shuffles, n)
+            return jax.vmap(train_epoch)(carry, (None, k_masks), orders)   # (shuffled here)
         keys = jax.vmap(epoch_keys, in_axes=(0, None), out_axes=1)(key, all_epochs)  # [epochs, m]
     else:
         keys = epoch_keys(key, all_epochs)                      # [epochs]
@@ -193,7 +199,11 @@ def _fit(key, params, state, train, test, lr, clock, *, net, epochs, start_epoch
 
     def epoch_step(carry, inputs):
         i, key_data = inputs
-        carry, history = train_epoch(carry, backend.key_from_scan(key_data, impl))
+        key = backend.key_from_scan(key_data, impl)
+        if ensemble:
+            carry, history = train_epochs(carry, key)
+        else:
+            carry, history = train_epoch(carry, shuffle_and_masks(key))
         if verbose:                                             # one host call per epoch
             printed = {k: v for k, v in history.items() if k != "probe"}
             if mesh is not None and ensemble:                   # every network's, gathered

@@ -142,6 +142,23 @@ def test_shuffle_is_a_permutation_and_keyed(n):
         assert not np.array_equal(order, np.arange(n))                 # it does move rows
 
 
+@pytest.mark.parametrize("n", [1, 2, 7, 640, 1024, 1025])
+def test_many_shuffles_at_once_are_the_shuffles_one_by_one(n):
+    """data.shuffles (fit_many's: a sorting network over all keys) == shuffle, key by key."""
+    keys = jax.random.split(jax.random.key(n), 5)
+    many = np.asarray(fn.data.shuffles(keys, n))
+    assert many.dtype == np.int32 and many.shape == (5, n)
+    for key, order in zip(keys, many):
+        np.testing.assert_array_equal(order, fn.data.shuffle(key, n))
+
+
+@pytest.mark.parametrize("size", [1, 2, 4, 64, 1024])
+def test_sort_columns_sorts_as_lax_sort(size):
+    x = jax.random.bits(jax.random.key(size), (size, 9), jnp.uint32)
+    x = x.at[size // 2].set(x[0])                                     # a tie
+    np.testing.assert_array_equal(fn.backend.sort_columns(x), jax.lax.sort(x, dimension=0))
+
+
 def test_shuffle_refuses_a_bad_count_or_key():
     with pytest.raises(ValueError, match="n must be >= 1"):
         fn.data.shuffle(jax.random.key(0), 0)

@@ -427,6 +427,12 @@ def test_fit_many_and_fit_steps_train_layered_networks():
                                      epochs=4, optimizer=fn.optim.adam(1e-2), verbose=False)
     assert hist["test_accuracy"].shape == (3, 4) and float(hist["test_accuracy"][:, -1].min()) > 0.8
     assert not np.allclose(params[1]["mean"], 0)                  # running statistics moved
+    # network 1 alone: the same shuffles and dropout masks as in the ensemble
+    one, h1 = fn.train.fit(jax.random.split(jax.random.key(2), 3)[1], net,
+                           jax.tree.map(lambda v: v[1], many), ds, ds, epochs=4,
+                           optimizer=fn.optim.adam(1e-2), verbose=False)
+    for name in h1:
+        np.testing.assert_allclose(hist[name][1], h1[name], rtol=1e-5, atol=1e-6)
     _, _, losses = fn.train.fit_steps(jax.random.key(3), net, fn.model.init(jax.random.key(4), net),
                                       ds, steps=40, batch_size=16, optimizer=fn.optim.adam(1e-2))
     assert float(losses[-5:].mean()) < float(losses[:5].mean())
