@@ -28,9 +28,9 @@ def copied(x_t):
     Why: XLA folds a transpose into the matmul that reads it, and its CPU backend then gives
     x^T g to a general routine (YNNPACK, its fast one, takes only untransposed operands) that
     is slow on small and batched products. In `dense_vjp` it took half the time of training
-    256 Clojure networks at once (620 ms -> 340 ms with the copy, 2026-12-02; 440 ms -> 265 ms on a Zen 4, 2026-12-04). Copying a small
-    x costs less; copying Fashion-MNIST's 128 x 784 batch, more (51 us). The barrier only
-    keeps XLA from folding the copy away.
+    256 Clojure networks at once (620 ms -> 340 ms with the copy, 2026-12-02; 440 ms -> 265 ms
+    on a Zen 4, 2026-12-04). Copying a small x costs less; copying Fashion-MNIST's 128 x 784
+    batch, more (51 us). The barrier only keeps XLA from folding the copy away.
     """
     return lax.optimization_barrier(x_t) if x_t.size <= COPY_TRANSPOSE_MAX_ELEMENTS else x_t
 
@@ -56,7 +56,7 @@ def sort_columns(x):
         while j >= 1:
             step = 2 if j >= 2 else 1                        # stages j and j/2 in one pass
             group = x.reshape(n // (2 * j), *(2,) * step, j // 2 ** (step - 1), -1)
-            rising = (jnp.arange(n // (2 * j)) * 2 * j) & k == 0
+            rising = ((jnp.arange(n // (2 * j)) * 2 * j) & k) == 0
             rising = rising.reshape(-1, *(1,) * (group.ndim - 1))
             group = _compare_exchange(group, rising, axis=1)              # distance j
             if step == 2:

@@ -79,8 +79,8 @@ def _copy(key):
 
 
 @partial(jax.jit, static_argnames=("net", "train"))
-def both_grads(net, params: model.Params, batch: Dataset, w: jax.Array | None = None, key=None, *,
-               train: bool = True):
+def both_grads(net, params: model.Params, batch: Dataset, w: jax.Array | None = None,
+               key=None, *, train: bool = True):
     """(hand-written backprop, jax.grad of the loss): two trees shaped like params, one program."""
     hand = model.grads(net, params, batch, w, train=train, key=key)
     auto = jax.grad(lambda p: model.loss(net, p, batch, w, train=train, key=_copy(key)))(params)
@@ -106,7 +106,7 @@ def gradcheck(net, params: model.Params, batch: Dataset, w=None, *, key=None,
         w = None if w is None else _cast(w, dtype)
         model.check_params(net, params)
         model.check_batch(net, batch)
-        if key is None and train is True and net.layer.needs_key:
+        if key is None and train and net.layer.needs_key:
             key = jax.random.key(0)                     # a check: any fixed mask will do
         hand, auto = both_grads(net, params, batch, w, key, train=train)
         errors = compare(hand, auto)
