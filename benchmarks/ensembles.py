@@ -19,7 +19,7 @@ from jax import lax
 
 import funcnn as fn
 from rivals import torch_func
-from timing import CORES, SETTLE_S, fmt_s, interleave, med, pair_ratio, threads, timed
+from timing import SETTLE_S, fmt_s, interleave, med, pair_ratio, threads, timed
 
 
 def ensembles(bench):
