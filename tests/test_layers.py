@@ -59,6 +59,10 @@ def test_both_conv_formulations_agree(kernel, stride, padding, x64):
     (L.MaxPool2D(2), (6, 6, 2)), (L.MaxPool2D(3, stride=2), (7, 9, 2)),
     (L.MaxPool2D((2, 3), stride=(1, 2), padding="SAME"), (5, 7, 2)),
     (L.AvgPool2D(2), (6, 6, 2)), (L.AvgPool2D(3, stride=2, padding="SAME"), (7, 7, 3)),
+    # tiling windows (stride = window) take the views path: rows left over, padding, 2x3
+    (L.MaxPool2D(2), (7, 7, 2)), (L.MaxPool2D(2, padding="SAME"), (5, 7, 2)),
+    (L.MaxPool2D((2, 3)), (6, 7, 2)), (L.AvgPool2D(2, padding="SAME"), (5, 5, 2)),
+    (L.AvgPool2D((3, 2)), (7, 5, 2)),
     (L.BatchNorm(), (5, 5, 3)), (L.BatchNorm(), (6,)), (L.LayerNorm(), (4, 6)),
     (L.LayerNorm(), (3, 3, 5)), (L.Dropout(0.3), (10,)), (L.Flatten(), (3, 4, 2)),
     (L.Reshape((4, -1)), (12,)), (L.Dense(5, M.tanh), (7,)),
@@ -92,6 +96,22 @@ def test_max_pool_ties_go_to_the_first_element(x64):
     y, cache = L.MaxPool2D(2).apply((), window)
     _, dx = L.MaxPool2D(2).vjp((), cache, jnp.ones_like(y))
     np.testing.assert_array_equal(dx[0, :, :, 0], [[1.0, 0.0], [0.0, 0.0]])
+
+
+@pytest.mark.parametrize("pool", [L.MaxPool2D(2), L.MaxPool2D((2, 3), padding="SAME"),
+                                  L.AvgPool2D(2), L.AvgPool2D((3, 2), padding="SAME")], ids=repr)
+def test_tiling_pools_views_equal_patches(pool, x64):
+    """A pool whose windows tile the input computes by strided views; the patches path (kept for
+    overlapping windows) must give the same y and dL/dx, ties and -inf-padding included."""
+    class ByPatches(type(pool)):
+        def _tiles(self):
+            return False
+    slow = ByPatches(pool.window, pool.stride, pool.padding)
+    x = jax.random.randint(jax.random.key(4), (2, 7, 9, 3), 0, 3).astype(jnp.float64)
+    (y, cache), (y_slow, cache_slow) = pool.apply((), x), slow.apply((), x)
+    g = jax.random.normal(jax.random.key(5), y.shape, jnp.float64)
+    np.testing.assert_array_equal(y, y_slow)
+    np.testing.assert_array_equal(pool.vjp((), cache, g)[1], slow.vjp((), cache_slow, g)[1])
 
 
 def test_gradcheck_bites_on_a_wrong_layer_vjp():
