@@ -155,7 +155,8 @@ def train_config(bench, setting, name, net, params, bs, train_all):
     large square matmul; the learning checks. Returns (ms per step by row, table rows, note)."""
     plan = bench.plan
     flops = step_flops(net)[1] * bs
-    steps = int(min(plan["cnn_steps"], max(4, plan["cnn_flops"] // flops)))
+    # enough steps that a call is mostly steps: the first steps after a pause run colder
+    steps = int(min(plan["cnn_steps"], max(plan["cnn_min_steps"], plan["cnn_flops"] // flops)))
     train = rows(train_all, steps * bs)
     order = epoch_rows(net, setting.key_fit, steps * bs, bs)   # fit's batches, for all
     runners, finals = jax_runners(setting, net, params, train, order, bs)

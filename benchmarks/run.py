@@ -22,6 +22,8 @@ The sections, in the order they run (`--only` takes the names in brackets), one 
    without one the section says so, and `--quick` runs it with the CPU standing in.
 7. `cnn.py` [cnn]: a training step of two CNNs, funcnn fit against autodiff, lax.conv +
    jax.grad, PyTorch eager and torch.compile; then evaluating the test images.
+8. `cnn_growth.py` [cnn_growth]: how a CNN step's cost grows with channels, input size and
+   batch (funcnn), and what a step at batch 512 keeps in memory (funcnn and PyTorch).
 What they are timed against lives in `rivals/` (`rivals/__init__.py` lists it); how they are
 timed, in `timing.py`; the Fashion-MNIST rows and MLP they share, in `fashion.py`.
 
@@ -51,6 +53,7 @@ import numpy as np
 import funcnn as fn
 from cli_time import cli
 from cnn import cnn
+from cnn_growth import cnn_growth
 from ensembles import ensembles
 from epoch_speed import epoch_speed, roofline
 from gpu import gpu
@@ -71,17 +74,20 @@ PLANS = {
                  big_members=4096, big_member_repeats=3,
                  seed_rows=50_000, seed_val=10_000, seed_epochs=5, seed_repeats=3,
                  gpu_batches=(128, 1024), gpu_square=8192, gpu_square_steps=20,
-                 cnn_batches=(32, 128, 512), cnn_steps=40, cnn_flops=8e9, cnn_repeats=3,
-                 cnn_compile=True, cnn_eval_rows=10_000, cnn_eval_chunk=500,
-                 cnn_eval_repeats=3),
+                 cnn_batches=(32, 128, 512), cnn_steps=40, cnn_min_steps=24, cnn_flops=3e10,
+                 cnn_repeats=3, cnn_compile=True, cnn_eval_rows=10_000, cnn_eval_chunk=500,
+                 cnn_eval_repeats=3, growth_sides=(28, 56),
+                 growth_channels=((16, 32), (32, 64), (64, 128)), growth_batches=(32, 128, 512),
+                 growth_cnn_flops=3e10, growth_cnn_repeats=3),
     "quick": dict(repeats=1, n_train=6_000, n_test=1_000, roof_steps=10, square=256,
                   widths=(128,), batches=(128,), growth_flops=1e8, growth_steps=(5, 10),
                   growth_repeats=1, sizes=(600, 6_000), cli_repeats=0, members=(1, 16),
                   member_repeats=1, seed_rows=2_000, seed_val=500, seed_epochs=2,
                   seed_repeats=1, gpu_batches=(128, 1024), gpu_square=256, gpu_square_steps=2,
-                  cnn_batches=(128,), cnn_steps=3, cnn_flops=8e9, cnn_repeats=1,
-                  cnn_compile=False, cnn_eval_rows=500, cnn_eval_chunk=500,
-                  cnn_eval_repeats=1),
+                  cnn_batches=(128,), cnn_steps=3, cnn_min_steps=3, cnn_flops=8e9,
+                  cnn_repeats=1, cnn_compile=False, cnn_eval_rows=500, cnn_eval_chunk=500,
+                  cnn_eval_repeats=1, growth_sides=(28,), growth_channels=((16, 32),),
+                  growth_batches=(32,), growth_cnn_flops=1e8, growth_cnn_repeats=1),
 }
 
 
@@ -89,7 +95,8 @@ PLANS = {
 # fit runner); each takes the Bench below and adds its checks, tables and headlines to it
 SECTIONS = {"epoch_speed": epoch_speed, "roofline": roofline, "growth": growth,
             "dataset_size": dataset_size, "cli": cli, "ensembles": ensembles,
-            "seed_full_batch": seed_full_batch, "gpu": gpu, "cnn": cnn}
+            "seed_full_batch": seed_full_batch, "gpu": gpu, "cnn": cnn,
+            "cnn_growth": cnn_growth}
 WITHOUT_DATA = ("cli", "ensembles")      # the sections that run without Fashion-MNIST
 
 
