@@ -21,9 +21,9 @@ from jax import lax
 COPY_TRANSPOSE_MAX_ELEMENTS = 16_384   # an x.T up to this size is copied out (see copied)
 
 
-def copied(x_t):
+def copied(x_t, always=False):
     """x_t (a transpose, x.T), copied out when it has at most COPY_TRANSPOSE_MAX_ELEMENTS
-    elements: `copied(x.T) @ g` is `x.T @ g`.
+    elements (or `always`, for a weight matrix): `copied(x.T) @ g` is `x.T @ g`.
 
     Why: XLA folds a transpose into the matmul that reads it, and its CPU backend then gives
     x^T g to a general routine (YNNPACK, its fast one, takes only untransposed operands) that
@@ -32,7 +32,8 @@ def copied(x_t):
     on a Zen 4, 2026-12-04). Copying a small x costs less; copying Fashion-MNIST's 128 x 784
     batch, more (51 us). The barrier only keeps XLA from folding the copy away.
     """
-    return lax.optimization_barrier(x_t) if x_t.size <= COPY_TRANSPOSE_MAX_ELEMENTS else x_t
+    small = always or x_t.size <= COPY_TRANSPOSE_MAX_ELEMENTS
+    return lax.optimization_barrier(x_t) if small else x_t
 
 
 def sort_columns(x):

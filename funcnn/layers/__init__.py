@@ -14,7 +14,9 @@ per example (no batch axis); data are NHWC (`x: f32[n, h, w, c]`), convolution k
   and `grad_step` set them from the step's batch here, so no optimizer or weight decay
   ever moves them. Every other layer returns `p_new` as it is.
 `serial(*layers)` is itself a layer; an activation of `funcnn.math` in it is a layer with no
-numbers. No autodiff anywhere: `jax.grad` is the referee (`funcnn.gradcheck`), not the engine.
+numbers. `serial(..., image_layout="CHWN")` runs its image layers channels first and batch
+last inside (each such layer has a `layout` field that only `serial` sets; windows.py says
+why); its input and output stay NHWC and its numbers the same. No autodiff anywhere: `jax.grad` is the referee (`funcnn.gradcheck`), not the engine.
 
 One module per kind of layer, in reading order: `base` (the protocol above, and an activation
 as a layer), `dense` (Dense, Flatten, Reshape), `windows` (the patches a convolution or a pool

@@ -11,6 +11,9 @@ import jax
 
 from funcnn.checks import InputError
 from funcnn.layers.base import Layer, _size, as_layer
+from funcnn.layers.conv import Conv2D
+from funcnn.layers.pool import _Pool
+from funcnn.layers.windows import CHWN, NHWC
 
 
 # --- composition -----------------------------------------------------------------------------
@@ -30,6 +33,13 @@ class Residual(Layer):
     @property
     def needs_key(self):
         return self.layer.needs_key
+
+    @property
+    def takes_chwn(self):
+        return self.layer.takes_chwn
+
+    def in_layout(self, layout):
+        return Residual(self.layer.in_layout(layout))
 
     def shape(self, input_shape):
         out = self.layer.shape(input_shape)
@@ -59,15 +69,63 @@ class Residual(Layer):
 @dataclass(frozen=True)
 class Serial(Layer):
     """Layers one after another; params and caches are tuples in layer order. Backprop is the
-    list read backwards: each layer pulls g back one step."""
+    list read backwards: each layer pulls g back one step.
+
+    Images come in and go out NHWC. With `image_layout="CHWN"` (PyTorch's `channels_last` in
+    spirit: a memory order you opt into), each run of layers that can compute on CHWN images
+    (Conv2D, the pools, the norms, Dropout, an elementwise activation, a Residual or serial of
+    those) and holds a convolution or a pool does so: its input is transposed to CHWN once
+    and its output back. The numbers are the same up to rounding; only the time differs, and
+    not always in one direction (windows.py and the README give the measurements)."""
     layers: tuple
+    image_layout: str = NHWC
+    layout: str = NHWC                   # CHWN: a run inside another serial (its input too)
 
     def __repr__(self):
-        return f"serial({', '.join(map(repr, self.layers))})"
+        order = "" if self.image_layout == NHWC else f", image_layout={self.image_layout!r}"
+        return f"serial({', '.join(map(repr, self.layers))}{order})"
 
     @cached_property
     def needs_key(self):
         return any(layer.needs_key for layer in self.layers)
+
+    @property
+    def takes_chwn(self):
+        return all(layer.takes_chwn for layer in self.layers)
+
+    def in_layout(self, layout):
+        return Serial(tuple(l.in_layout(layout) for l in self.layers), self.image_layout, layout)
+
+    def _groups(self):
+        """The layers in order, as (first, stop, chwn): layers[first:stop] compute on CHWN
+        images when chwn; each other layer is a group of its own."""
+        if self.layout == CHWN:                              # inside a run: all of it is
+            return [(0, len(self.layers), False)]
+        groups, i = [], 0
+        while i < len(self.layers):
+            stop = i
+            while stop < len(self.layers) and self.layers[stop].takes_chwn:
+                stop += 1
+            if stop > i and self._runs_chwn(self.layers[i:stop]):
+                groups.append((i, stop, True))
+                i = stop
+            else:
+                groups.append((i, i + 1, False))
+                i += 1
+        return groups
+
+    def _runs_chwn(self, run):
+        """Should this run of CHWN-capable layers compute on CHWN images? Only image runs: those
+        with a convolution or a pool (which need images, and the rest keep the shape)."""
+        return self.image_layout == CHWN and any(isinstance(l, (Conv2D, _Pool))
+                                                 for l in _sublayers(run))
+
+    def _layers(self):
+        """(layer as it computes, its index, chwn transposes before / after it)."""
+        for first, stop, chwn in self._groups():
+            for i in range(first, stop):
+                layer = self.layers[i].in_layout(CHWN) if chwn else self.layers[i]
+                yield layer, i, chwn and i == first, chwn and i == stop - 1
 
     def shapes(self, input_shape) -> list:
         """Each layer's output shape, in order; an InputError names the layer that fails."""
@@ -97,16 +155,22 @@ class Serial(Layer):
         return tuple(l.init(k, s, dtype) for l, k, s in zip(self.layers, keys, ins))
 
     def apply(self, ps, x, train=False, key=None):
-        caches = []
-        for layer, p, k in zip(self.layers, ps, self._keys(key), strict=True):
-            x, cache = layer.apply(p, x, train, k)
+        if len(ps) != len(self.layers):
+            raise ValueError(f"{len(ps)} params for {len(self.layers)} layers")
+        caches, keys = [], self._keys(key)
+        for layer, i, enter, leave in self._layers():
+            x = _swap_nc(x) if enter else x
+            x, cache = layer.apply(ps[i], x, train, keys[i])
+            x = _swap_nc(x) if leave else x
             caches.append(cache)
         return x, tuple(caches)
 
     def vjp(self, ps, caches, g):
         grads = []
-        for layer, p, cache in reversed(list(zip(self.layers, ps, caches, strict=True))):
-            dp, g = layer.vjp(p, cache, g)                   # each layer pulls g back one step
+        for layer, i, enter, leave in reversed(list(self._layers())):
+            g = _swap_nc(g) if leave else g                  # a transpose's VJP: its inverse
+            dp, g = layer.vjp(ps[i], caches[i], g)           # each layer pulls g back one step
+            g = _swap_nc(g) if enter else g
             grads.append(dp)
         return tuple(reversed(grads)), g
 
@@ -115,7 +179,27 @@ class Serial(Layer):
                      for layer, p, p_new, cache in zip(self.layers, ps, ps_new, caches))
 
 
-def serial(*layers) -> Serial:
+def _swap_nc(x):
+    """NHWC <-> CHWN: the batch and channel axes trade places (its own inverse, and VJP)."""
+    return x.transpose(3, 1, 2, 0)
+
+
+def _sublayers(layers):
+    """Every layer in `layers`, and inside each Residual and serial, depth first."""
+    for layer in layers:
+        yield layer
+        if isinstance(layer, Residual):
+            yield from _sublayers([layer.layer])
+        elif isinstance(layer, Serial):
+            yield from _sublayers(layer.layers)
+
+
+def serial(*layers, image_layout=NHWC) -> Serial:
     """Compose layers in order: `serial(Dense(128), funcnn.math.relu, Dense(10))`. A serial is
-    itself a layer, so serials nest."""
-    return Serial(tuple(as_layer(l, f"serial's argument {i}") for i, l in enumerate(layers)))
+    itself a layer, so serials nest. `image_layout` ("NHWC", the default, or "CHWN") picks the
+    axis order its image layers compute in (see Serial); the result is the same."""
+    if image_layout not in (NHWC, CHWN):
+        raise InputError(f"serial's image_layout must be 'NHWC' or 'CHWN', got "
+                         f"{image_layout!r}")
+    return Serial(tuple(as_layer(l, f"serial's argument {i}") for i, l in enumerate(layers)),
+                  image_layout)

@@ -13,8 +13,8 @@ from jax import lax
 from funcnn import backend, initializers
 from funcnn.checks import InputError, integer
 from funcnn.layers.base import Layer, _hw, _pair
-from funcnn.layers.windows import (_check_padding, _crop, _pad, _padding, _window_shape,
-                                   patches, patches_vjp)
+from funcnn.layers.windows import (NHWC, _c_axis, _check_padding, _crop, _hw_axes, _pad,
+                                   _padding, _window_shape, patches, patches_vjp)
 
 
 # --- convolution -----------------------------------------------------------------------------
@@ -33,6 +33,16 @@ class Conv2D(Layer):
     - "conv": XLA's convolution (`lax.conv_general_dilated`), which cuDNN runs on a GPU.
     - "auto" (the default): "conv" on a GPU, "patches" elsewhere. Both give the same numbers
       up to rounding; the tests hold each against jax.grad.
+    In CHWN (x: f32[c_in, h, w, n], `serial(..., image_layout="CHWN")`) the patches come
+    out as P^T: f32[kh kw c_in, oh ow n], and Y^T = W^T P^T: f32[filters, oh ow n]. Then the
+    forward and both halves of the VJP read every operand untransposed: dL/dW = P^T (dL/dY^T)^T
+    contracts the long oh ow n axis of two row-major matrices, and dL/dP^T = W dL/dY^T is a
+    plain product. In NHWC, dL/dW = P^T dL/dY reads P transposed, which XLA's CPU backend
+    hands to its general routine (fashion-cnn's conv2 alone, batch 128: dW 8.7 ms NHWC,
+    5.8 CHWN; patches 2.2 -> 1.2 ms, 2026-12-05, Zen 4). But XLA's CPU backend also has slow
+    routes in CHWN: a dW with few rows (K = 9, a first convolution on one channel) and 32
+    filters goes to a YNNPACK kernel at ~7.5 GFLOP/s (31 ms at batch 512, against 2.8 for
+    NHWC's), so which order is faster depends on the network (README, section 7).
     """
     filters: int
     kernel: tuple
@@ -40,6 +50,8 @@ class Conv2D(Layer):
     padding: object = "SAME"
     init_scheme: object = initializers.glorot()
     formulation: str = "auto"
+    layout: str = NHWC                   # the axis order of x; set by serial (windows.py)
+    takes_chwn = True
 
     def __init__(self, filters, kernel, stride=1, padding="SAME", init=initializers.glorot(),
                  formulation="auto"):
@@ -80,35 +92,56 @@ class Conv2D(Layer):
         return {"w": p["w"].reshape(kh, kw, input_shape[2], self.filters), "b": p["b"]}
 
     def apply(self, p, x, train=False, key=None):
-        n, h, w, c = x.shape
+        a, b = _hw_axes(self.layout)
+        (h, w), c = (x.shape[a], x.shape[b]), x.shape[_c_axis(self.layout)]
         pads = _padding(self.padding, (h, w), self.kernel, self.stride)
-        x_pad = _pad(x, pads)
-        bias = p["b"].reshape(1, 1, 1, -1)
+        x_pad = _pad(x, pads, layout=self.layout)
+        bias = self._per_channel(p["b"])
         if self._as() == "conv":
+            lhs = self.layout                                 # "NHWC" or "CHWN"
             y = lax.conv_general_dilated(x_pad, p["w"], self.stride, "VALID",
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+                                         dimension_numbers=(lhs, "HWIO", lhs))
             return y + bias, (x_pad, pads)
         oh, ow, _ = self.shape((h, w, c))
-        cols = patches(x_pad, self.kernel, self.stride, (oh, ow))
-        cols = cols.reshape(n * oh * ow, -1)                  # P: f32[n oh ow, kh kw c_in]
-        y = cols @ p["w"].reshape(-1, self.filters)           # Y = P W (+ b)
-        return y.reshape(n, oh, ow, self.filters) + bias, (cols, x.shape, pads)
+        w_mat = p["w"].reshape(-1, self.filters)              # W: f32[kh kw c_in, filters]
+        cols = patches(x_pad, self.kernel, self.stride, (oh, ow), self.layout)
+        if self.layout == NHWC:
+            cols = cols.reshape(-1, w_mat.shape[0])           # P: f32[n oh ow, kh kw c_in]
+            y = (cols @ w_mat).reshape(-1, oh, ow, self.filters)          # Y = P W (+ b)
+        else:
+            cols = cols.reshape(w_mat.shape[0], -1)           # P^T: f32[kh kw c_in, oh ow n]
+            w_t = backend.copied(w_mat.T, always=True)        # W^T: f32[filters, kh kw c_in]
+            y = (w_t @ cols).reshape(self.filters, oh, ow, -1)            # Y^T = W^T P^T
+        return y + bias, (cols, x.shape, pads)
+
+    def _per_channel(self, v):
+        return v.reshape(-1, 1, 1, 1) if self.layout != NHWC else v.reshape(1, 1, 1, -1)
 
     def vjp(self, p, cache, g):
-        db = g.sum(axis=(0, 1, 2))                            # b is added at every position
+        c_axis = _c_axis(self.layout)
+        db = g.sum(axis=tuple(a for a in range(4) if a != c_axis))   # b is added everywhere
         if self._as() == "conv":
             dw, dx = self._conv_vjp(p, cache, g)
             return {"w": dw, "b": db}, dx
-        cols, (n, h, w, c), pads = cache
-        oh, ow = g.shape[1:3]
-        g = g.reshape(-1, self.filters)                       # dL/dY: f32[n oh ow, filters]
+        cols, x_shape, pads = cache
+        a, b = _hw_axes(self.layout)
+        (h, w), c = (x_shape[a], x_shape[b]), x_shape[c_axis]
+        oh, ow = g.shape[a], g.shape[b]
         w_mat = p["w"].reshape(-1, self.filters)
-        # Y = P W + b  =>  dL/dW = P^T dL/dY,  dL/dP = dL/dY W^T
-        dw = backend.copied(cols.T) @ g
-        d_cols = (g @ w_mat.T).reshape(n, oh, ow, -1, c)     # back to [n, oh, ow, kh kw, c]
+        if self.layout == NHWC:
+            g = g.reshape(-1, self.filters)                   # dL/dY: f32[n oh ow, filters]
+            # Y = P W + b  =>  dL/dW = P^T dL/dY,  dL/dP = dL/dY W^T
+            dw = backend.copied(cols.T) @ g
+            d_cols = (g @ w_mat.T).reshape(-1, oh, ow, self.kernel[0] * self.kernel[1], c)
+        else:
+            g = g.reshape(self.filters, -1)                   # dL/dY^T: f32[filters, oh ow n]
+            # Y^T = W^T P^T + b  =>  dL/dW = P^T (dL/dY^T)^T,  dL/dP^T = W dL/dY^T
+            dw = lax.dot_general(cols, g, (((1,), (1,)), ((), ())))
+            d_cols = (w_mat @ g).reshape(-1, c, oh, ow, x_shape[3])   # [kh kw, c, oh, ow, n]
         padded = (h + sum(pads[0]), w + sum(pads[1]))
-        dx = patches_vjp(d_cols, padded, self.kernel, self.stride)   # each patch back in place
-        return {"w": dw.reshape(p["w"].shape), "b": db}, _crop(dx, pads, (h, w))
+        dx = patches_vjp(d_cols, padded, self.kernel, self.stride, self.layout)
+        return ({"w": dw.reshape(p["w"].shape), "b": db},
+                _crop(dx, pads, (h, w), self.layout))           # each patch back in place
 
     def _conv_vjp(self, p, cache, g):
         """The VJP as convolutions. With x_pad: [n, H, W, c] and the stride (sh, sw):
@@ -120,14 +153,18 @@ class Conv2D(Layer):
           correlated with g taken as a kernel dilated by the stride (channels as the batch)."""
         x_pad, pads = cache
         (kh, kw), (sh, sw) = self.kernel, self.stride
-        _, H, W, _ = x_pad.shape
+        a, b = _hw_axes(self.layout)
+        H, W = x_pad.shape[a], x_pad.shape[b]
         rh, rw = (H - kh) % sh, (W - kw) % sw                 # rows, columns no window reaches
         flipped = jnp.flip(p["w"], axis=(0, 1)).swapaxes(2, 3)   # [kh, kw, filters, c_in]
+        lhs = self.layout
         dx = lax.conv_general_dilated(g, flipped, (1, 1), ((kh - 1, kh - 1 + rh),
                                                            (kw - 1, kw - 1 + rw)),
                                       lhs_dilation=self.stride,
-                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+                                      dimension_numbers=(lhs, "HWIO", lhs))
+        # the batch axis plays the channels, the channels the batch: NHWC reads as "CHWN"
+        swapped = {"NHWC": ("CHWN", "IHWO"), "CHWN": ("NHWC", "OHWI")}[lhs]
         dw = lax.conv_general_dilated(x_pad, g, (1, 1), "VALID", rhs_dilation=self.stride,
-                                      dimension_numbers=("CHWN", "IHWO", "HWNC"))
+                                      dimension_numbers=(*swapped, "HWNC"))
         h, w = H - sum(pads[0]), W - sum(pads[1])
-        return dw[:kh, :kw], _crop(dx, pads, (h, w))
+        return dw[:kh, :kw], _crop(dx, pads, (h, w), self.layout)

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 
 from funcnn.checks import InputError, number
 from funcnn.layers.base import Layer
+from funcnn.layers.windows import CHWN, NHWC
 
 
 # --- dropout ---------------------------------------------------------------------------------
@@ -22,6 +23,8 @@ class Dropout(Layer):
     1 / (1 - rate), so a unit's expected value does not change; evaluation is the identity.
     The mask comes from the key: the same key gives the same mask."""
     rate: float
+    layout: str = NHWC                   # the axis order of an image x; set by serial
+    takes_chwn = True
 
     def __init__(self, rate):
         rate = number("Dropout(rate): the probability of dropping a unit", rate)
@@ -43,7 +46,11 @@ class Dropout(Layer):
     def apply(self, p, x, train=False, key=None):
         if not train or self.rate == 0:
             return x, None                                   # evaluation: y = x
-        keep = jax.random.bernoulli(key, 1.0 - self.rate, x.shape)
+        if self.layout == CHWN and x.ndim == 4:              # the mask NHWC draws, moved
+            c, h, w, n = x.shape
+            keep = jax.random.bernoulli(key, 1.0 - self.rate, (n, h, w, c)).transpose(3, 1, 2, 0)
+        else:
+            keep = jax.random.bernoulli(key, 1.0 - self.rate, x.shape)
         scale = jnp.where(keep, 1.0 / (1.0 - self.rate), 0.0).astype(x.dtype)
         return x * scale, scale                              # y = x m / (1 - rate)
 

@@ -11,13 +11,25 @@ from jax import lax
 
 from funcnn.checks import InputError, number
 from funcnn.layers.base import Layer, _size
+from funcnn.layers.windows import CHWN, NHWC
 
 
 # --- normalisation ---------------------------------------------------------------------------
 
-def _per_channel(v, ndim):
-    """f32[c] -> f32[1, ..., 1, c]: broadcast over every axis but the last, said explicitly."""
-    return v.reshape((1,) * (ndim - 1) + (-1,))
+def _channel_axis(ndim, layout):
+    """The channels: the last axis, or the first of an image batch in CHWN (windows.py)."""
+    return 0 if layout == CHWN and ndim == 4 else ndim - 1
+
+
+def _per_channel(v, ndim, layout=NHWC):
+    """f32[c] -> f32[1, ..., 1, c] (or [c, 1, 1, 1]): broadcast over every other axis."""
+    shape = [1] * ndim
+    shape[_channel_axis(ndim, layout)] = -1
+    return v.reshape(shape)
+
+
+def _other_axes(ndim, layout):
+    return tuple(a for a in range(ndim) if a != _channel_axis(ndim, layout))
 
 
 def _normalized_vjp(g, x_hat, inv, axes):
@@ -43,6 +55,8 @@ class BatchNorm(Layer):
     var; the loss does not count them."""
     momentum: float = 0.1
     eps: float = 1e-5
+    layout: str = NHWC                   # the axis order of an image x; set by serial
+    takes_chwn = True
 
     def __post_init__(self):                  # keep plain floats: equal layers hash alike
         momentum = number("BatchNorm's momentum", self.momentum)
@@ -64,12 +78,12 @@ class BatchNorm(Layer):
                 "mean": jnp.zeros(c, dtype), "var": jnp.ones(c, dtype)}
 
     def apply(self, p, x, train=False, key=None):
-        axes = tuple(range(x.ndim - 1))                      # all but the channels
-        c = lambda v: _per_channel(v, x.ndim)
+        axes = _other_axes(x.ndim, self.layout)              # all but the channels
+        c = lambda v: _per_channel(v, x.ndim, self.layout)
         if train:
             mu = x.mean(axis=axes, keepdims=True)
             var = ((x - mu) ** 2).mean(axis=axes, keepdims=True)
-            count = _size(x.shape[:-1])
+            count = _size(x.shape) // x.shape[_channel_axis(x.ndim, self.layout)]
             stats = (mu.reshape(-1), var.reshape(-1) * count / max(count - 1, 1))  # unbiased
         else:
             # running statistics are state, not parameters: no gradient flows into them
@@ -81,10 +95,10 @@ class BatchNorm(Layer):
 
     def vjp(self, p, cache, g):
         x_hat, inv, stats = cache
-        axes = tuple(range(g.ndim - 1))
+        axes = _other_axes(g.ndim, self.layout)
         d = {"gamma": (g * x_hat).sum(axis=axes), "beta": g.sum(axis=axes),   # y = gamma x_hat + beta
              "mean": jnp.zeros_like(p["mean"]), "var": jnp.zeros_like(p["var"])}
-        g_hat = g * _per_channel(p["gamma"], g.ndim)        # dL/dx_hat
+        g_hat = g * _per_channel(p["gamma"], g.ndim, self.layout)   # dL/dx_hat
         if stats is None:                                    # evaluation: mu, var are constants
             return d, g_hat * inv
         return d, _normalized_vjp(g_hat, x_hat, inv, axes)   # training: mu, var depend on x
@@ -105,6 +119,8 @@ class LayerNorm(Layer):
     each pixel), then scales and shifts: y = gamma (x - mu) / sqrt(var + eps) + beta, with
     p = {"gamma", "beta"}: f32[d]. The same in training and evaluation."""
     eps: float = 1e-5
+    layout: str = NHWC                   # the axis order of an image x; set by serial
+    takes_chwn = True
 
     def __post_init__(self):
         object.__setattr__(self, "eps", number("LayerNorm's eps", self.eps, positive=True))
@@ -120,14 +136,16 @@ class LayerNorm(Layer):
         return {"gamma": jnp.ones(d, dtype), "beta": jnp.zeros(d, dtype)}
 
     def apply(self, p, x, train=False, key=None):
-        mu = x.mean(axis=-1, keepdims=True)
-        inv = lax.rsqrt(((x - mu) ** 2).mean(axis=-1, keepdims=True) + self.eps)
+        ax = _channel_axis(x.ndim, self.layout)
+        mu = x.mean(axis=ax, keepdims=True)
+        inv = lax.rsqrt(((x - mu) ** 2).mean(axis=ax, keepdims=True) + self.eps)
         x_hat = (x - mu) * inv
-        c = lambda v: _per_channel(v, x.ndim)
+        c = lambda v: _per_channel(v, x.ndim, self.layout)
         return c(p["gamma"]) * x_hat + c(p["beta"]), (x_hat, inv)
 
     def vjp(self, p, cache, g):
         x_hat, inv = cache
-        axes = tuple(range(g.ndim - 1))
+        axes, ax = _other_axes(g.ndim, self.layout), _channel_axis(g.ndim, self.layout)
         d = {"gamma": (g * x_hat).sum(axis=axes), "beta": g.sum(axis=axes)}
-        return d, _normalized_vjp(g * _per_channel(p["gamma"], g.ndim), x_hat, inv, -1)
+        gamma = _per_channel(p["gamma"], g.ndim, self.layout)
+        return d, _normalized_vjp(g * gamma, x_hat, inv, ax)
