@@ -10,6 +10,8 @@ network (conv 32, pool, conv 64, BatchNorm, pool, Dropout 0.5, dense 128, dense 
 128. Each timed call runs the same N steps of SGD (lr 0.01, float32) on the same batches
 (fit's shuffle of the first N * batch training rows) from the same initial params:
 - funcnn fit: one epoch of `fit` over those rows (the hand-written VJPs);
+- funcnn fit, CHWN: the same network as `serial(..., image_layout="CHWN")` (its image layers
+  compute channels first, batch last; an option, not the default: see the README);
 - jax.grad of funcnn's forward, the autodiff referee (`rivals/autodiff.py`):
   `net.layer.apply(train=True)` and the loss under `jax.value_and_grad`, in a jitted
   `lax.scan` with fit's batches and dropout masks (so its losses must match fit's);
@@ -26,7 +28,7 @@ training-mode loss on the first 512 of the trained rows (a fixed dropout mask).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import jax
@@ -44,7 +46,8 @@ from timing import (CORES, SETTLE_S, cpu_info, fmt_ratio, fmt_s, interleave, mat
 
 L, M = fn.layers, fn.math
 LR = 0.01
-FIT, REF = "funcnn fit", "jax.grad of funcnn's forward, scan"   # the two rows checked alike
+FIT, REF = "funcnn fit", "jax.grad of funcnn's forward, scan"   # the rows checked alike
+FIT_CHWN = "funcnn fit, image_layout CHWN"
 PROBE_ROWS = 512
 
 
@@ -188,11 +191,12 @@ def train_config(bench, setting, name, net, params, bs, train_all):
     for label, value in after.items():
         bench.check(f"7. {name} b{bs}: {label} learns", value < before,
                     f"probe loss {before:.4f} -> {value:.4f} after {steps} steps")
-    means = [float(runners[label].last[1]["train_loss"][-1]) for label in (FIT, REF)]
-    bench.check(f"7. {name} b{bs}: funcnn and jax.grad of its forward train alike",
-                abs(after[FIT] - after[REF]) < 1e-3 * after[FIT],
-                f"probe losses {after[FIT]:.6f} and {after[REF]:.6f} after {steps} steps; "
-                "mean training losses {:.6f} and {:.6f}".format(*means))
+    for other, what in ((REF, "jax.grad of its forward"), (FIT_CHWN, "its CHWN layout")):
+        means = [float(runners[label].last[1]["train_loss"][-1]) for label in (FIT, other)]
+        bench.check(f"7. {name} b{bs}: funcnn and {what} train alike",
+                    abs(after[FIT] - after[other]) < 1e-3 * after[FIT],
+                    f"probe losses {after[FIT]:.6f} and {after[other]:.6f} after {steps} "
+                    "steps; mean training losses {:.6f} and {:.6f}".format(*means))
     table = []
     for label, t in per_step.items():
         rate = flops / med(t)
@@ -216,9 +220,12 @@ def jax_runners(setting, net, params, train, order, bs):
             p, loss = user_jit_step(user, p, train.x, train.y, order[i], key, i, lr)
         return p, loss
 
+    chwn = replace(net, layer=replace(net.layer, image_layout="CHWN"))
     runners = {
         FIT: timed(lambda: fn.train.fit(key, net, params, train, None, epochs=1, lr=LR,
                                         batch_size=bs, verbose=False)),
+        FIT_CHWN: timed(lambda: fn.train.fit(key, chwn, params, train, None, epochs=1, lr=LR,
+                                             batch_size=bs, verbose=False)),
         REF: timed(lambda: autodiff_fit(key, params, train, lr, net=net, epochs=1,
                                         batch_size=bs)),
         "lax.conv + jax.grad, jitted step": timed(user_loop),
@@ -226,7 +233,8 @@ def jax_runners(setting, net, params, train, order, bs):
             user, to_user(user, params), train.x, train.y, jnp.asarray(order), key, lr))}
     ours = lambda result: result[0]
     theirs = lambda result: from_user(user, params, result[0])
-    return runners, {FIT: ours, REF: ours, "lax.conv + jax.grad, jitted step": theirs,
+    return runners, {FIT: ours, FIT_CHWN: ours, REF: ours,
+                     "lax.conv + jax.grad, jitted step": theirs,
                      "lax.conv + jax.grad, scan": theirs}
 
 
@@ -338,6 +346,9 @@ def _report(bench, plan, table, evals, results, notes):
                            f"{' at its best thread count' if prefix == 'PyTorch eager' else ''}",
                            "; ".join(parts), target and f">= {target}x",
                            ok if target else None)
+    parts = [f"{key[0]} {fmt_ratio(results[key][FIT], results[key][FIT_CHWN])}" for key in keys]
+    bench.headline("CNN training step at batch 128, funcnn fit with image_layout='CHWN' vs "
+                   "the default NHWC (>1: CHWN faster)", "; ".join(parts), None, None)
     parts, ok = [], True
     for name, n, times in evals:
         rival = best(times, "PyTorch")
