@@ -16,7 +16,8 @@ per example (no batch axis); data are NHWC (`x: f32[n, h, w, c]`), convolution k
 `serial(*layers)` is itself a layer; an activation of `funcnn.math` in it is a layer with no
 numbers. `serial(..., image_layout="CHWN")` runs its image layers channels first and batch
 last inside (each such layer has a `layout` field that only `serial` sets; windows.py says
-why); its input and output stay NHWC and its numbers the same. No autodiff anywhere: `jax.grad` is the referee (`funcnn.gradcheck`), not the engine.
+why); its input and output stay NHWC and its numbers the same. No autodiff anywhere:
+`jax.grad` is the referee (`funcnn.gradcheck`), not the engine.
 
 One module per kind of layer, in reading order: `base` (the protocol above, and an activation
 as a layer), `dense` (Dense, Flatten, Reshape), `windows` (the patches a convolution or a pool

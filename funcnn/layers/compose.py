@@ -13,7 +13,7 @@ from funcnn.checks import InputError
 from funcnn.layers.base import Layer, _size, as_layer
 from funcnn.layers.conv import Conv2D
 from funcnn.layers.pool import _Pool
-from funcnn.layers.windows import CHWN, NHWC
+from funcnn.layers.windows import CHWN, NHWC, _swap_nc
 
 
 # --- composition -----------------------------------------------------------------------------
@@ -177,11 +177,6 @@ class Serial(Layer):
     def update_state(self, ps, ps_new, caches):
         return tuple(layer.update_state(p, p_new, cache)
                      for layer, p, p_new, cache in zip(self.layers, ps, ps_new, caches))
-
-
-def _swap_nc(x):
-    """NHWC <-> CHWN: the batch and channel axes trade places (its own inverse, and VJP)."""
-    return x.transpose(3, 1, 2, 0)
 
 
 def _sublayers(layers):

@@ -13,8 +13,8 @@ from jax import lax
 from funcnn import backend, initializers
 from funcnn.checks import InputError, integer
 from funcnn.layers.base import Layer, _hw, _pair
-from funcnn.layers.windows import (NHWC, _c_axis, _check_padding, _crop, _hw_axes, _pad,
-                                   _padding, _window_shape, patches, patches_vjp)
+from funcnn.layers.windows import (NHWC, _c_axis, _check_padding, _crop, _other_axes, _pad,
+                                   _padding, _per_channel, _window_shape, patches, patches_vjp)
 
 
 # --- convolution -----------------------------------------------------------------------------
@@ -92,11 +92,10 @@ class Conv2D(Layer):
         return {"w": p["w"].reshape(kh, kw, input_shape[2], self.filters), "b": p["b"]}
 
     def apply(self, p, x, train=False, key=None):
-        a, b = _hw_axes(self.layout)
-        (h, w), c = (x.shape[a], x.shape[b]), x.shape[_c_axis(self.layout)]
+        (h, w), c = x.shape[1:3], x.shape[_c_axis(self.layout)]
         pads = _padding(self.padding, (h, w), self.kernel, self.stride)
-        x_pad = _pad(x, pads, layout=self.layout)
-        bias = self._per_channel(p["b"])
+        x_pad = _pad(x, pads)
+        bias = _per_channel(p["b"], 4, self.layout)
         if self._as() == "conv":
             lhs = self.layout                                 # "NHWC" or "CHWN"
             y = lax.conv_general_dilated(x_pad, p["w"], self.stride, "VALID",
@@ -114,19 +113,14 @@ class Conv2D(Layer):
             y = (w_t @ cols).reshape(self.filters, oh, ow, -1)            # Y^T = W^T P^T
         return y + bias, (cols, x.shape, pads)
 
-    def _per_channel(self, v):
-        return v.reshape(-1, 1, 1, 1) if self.layout != NHWC else v.reshape(1, 1, 1, -1)
-
     def vjp(self, p, cache, g):
-        c_axis = _c_axis(self.layout)
-        db = g.sum(axis=tuple(a for a in range(4) if a != c_axis))   # b is added everywhere
+        db = g.sum(axis=_other_axes(4, self.layout))         # b is added at every position
         if self._as() == "conv":
             dw, dx = self._conv_vjp(p, cache, g)
             return {"w": dw, "b": db}, dx
         cols, x_shape, pads = cache
-        a, b = _hw_axes(self.layout)
-        (h, w), c = (x_shape[a], x_shape[b]), x_shape[c_axis]
-        oh, ow = g.shape[a], g.shape[b]
+        (h, w), c = x_shape[1:3], x_shape[_c_axis(self.layout)]
+        oh, ow = g.shape[1:3]
         w_mat = p["w"].reshape(-1, self.filters)
         if self.layout == NHWC:
             g = g.reshape(-1, self.filters)                   # dL/dY: f32[n oh ow, filters]
@@ -139,9 +133,8 @@ class Conv2D(Layer):
             dw = lax.dot_general(cols, g, (((1,), (1,)), ((), ())))
             d_cols = (w_mat @ g).reshape(-1, c, oh, ow, x_shape[3])   # [kh kw, c, oh, ow, n]
         padded = (h + sum(pads[0]), w + sum(pads[1]))
-        dx = patches_vjp(d_cols, padded, self.kernel, self.stride, self.layout)
-        return ({"w": dw.reshape(p["w"].shape), "b": db},
-                _crop(dx, pads, (h, w), self.layout))           # each patch back in place
+        dx = patches_vjp(d_cols, padded, self.kernel, self.stride, self.layout)  # in place
+        return {"w": dw.reshape(p["w"].shape), "b": db}, _crop(dx, pads, (h, w))
 
     def _conv_vjp(self, p, cache, g):
         """The VJP as convolutions. With x_pad: [n, H, W, c] and the stride (sh, sw):
@@ -153,8 +146,7 @@ class Conv2D(Layer):
           correlated with g taken as a kernel dilated by the stride (channels as the batch)."""
         x_pad, pads = cache
         (kh, kw), (sh, sw) = self.kernel, self.stride
-        a, b = _hw_axes(self.layout)
-        H, W = x_pad.shape[a], x_pad.shape[b]
+        H, W = x_pad.shape[1:3]
         rh, rw = (H - kh) % sh, (W - kw) % sw                 # rows, columns no window reaches
         flipped = jnp.flip(p["w"], axis=(0, 1)).swapaxes(2, 3)   # [kh, kw, filters, c_in]
         lhs = self.layout
@@ -167,4 +159,4 @@ class Conv2D(Layer):
         dw = lax.conv_general_dilated(x_pad, g, (1, 1), "VALID", rhs_dilation=self.stride,
                                       dimension_numbers=(*swapped, "HWNC"))
         h, w = H - sum(pads[0]), W - sum(pads[1])
-        return dw[:kh, :kw], _crop(dx, pads, (h, w), self.layout)
+        return dw[:kh, :kw], _crop(dx, pads, (h, w))

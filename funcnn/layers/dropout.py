@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from funcnn.checks import InputError, number
 from funcnn.layers.base import Layer
-from funcnn.layers.windows import CHWN, NHWC
+from funcnn.layers.windows import CHWN, NHWC, _swap_nc
 
 
 # --- dropout ---------------------------------------------------------------------------------
@@ -48,7 +48,7 @@ class Dropout(Layer):
             return x, None                                   # evaluation: y = x
         if self.layout == CHWN and x.ndim == 4:              # the mask NHWC draws, moved
             c, h, w, n = x.shape
-            keep = jax.random.bernoulli(key, 1.0 - self.rate, (n, h, w, c)).transpose(3, 1, 2, 0)
+            keep = _swap_nc(jax.random.bernoulli(key, 1.0 - self.rate, (n, h, w, c)))
         else:
             keep = jax.random.bernoulli(key, 1.0 - self.rate, x.shape)
         scale = jnp.where(keep, 1.0 / (1.0 - self.rate), 0.0).astype(x.dtype)

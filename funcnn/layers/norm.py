@@ -11,26 +11,10 @@ from jax import lax
 
 from funcnn.checks import InputError, number
 from funcnn.layers.base import Layer, _size
-from funcnn.layers.windows import CHWN, NHWC
+from funcnn.layers.windows import NHWC, _c_axis, _other_axes, _per_channel
 
 
 # --- normalisation ---------------------------------------------------------------------------
-
-def _channel_axis(ndim, layout):
-    """The channels: the last axis, or the first of an image batch in CHWN (windows.py)."""
-    return 0 if layout == CHWN and ndim == 4 else ndim - 1
-
-
-def _per_channel(v, ndim, layout=NHWC):
-    """f32[c] -> f32[1, ..., 1, c] (or [c, 1, 1, 1]): broadcast over every other axis."""
-    shape = [1] * ndim
-    shape[_channel_axis(ndim, layout)] = -1
-    return v.reshape(shape)
-
-
-def _other_axes(ndim, layout):
-    return tuple(a for a in range(ndim) if a != _channel_axis(ndim, layout))
-
 
 def _normalized_vjp(g, x_hat, inv, axes):
     """dL/dx of x_hat = (x - mean(x)) / sqrt(var(x) + eps) over `axes`, given g = dL/dx_hat:
@@ -83,7 +67,7 @@ class BatchNorm(Layer):
         if train:
             mu = x.mean(axis=axes, keepdims=True)
             var = ((x - mu) ** 2).mean(axis=axes, keepdims=True)
-            count = _size(x.shape) // x.shape[_channel_axis(x.ndim, self.layout)]
+            count = _size(x.shape) // x.shape[_c_axis(self.layout, x.ndim)]
             stats = (mu.reshape(-1), var.reshape(-1) * count / max(count - 1, 1))  # unbiased
         else:
             # running statistics are state, not parameters: no gradient flows into them
@@ -136,7 +120,7 @@ class LayerNorm(Layer):
         return {"gamma": jnp.ones(d, dtype), "beta": jnp.zeros(d, dtype)}
 
     def apply(self, p, x, train=False, key=None):
-        ax = _channel_axis(x.ndim, self.layout)
+        ax = _c_axis(self.layout, x.ndim)
         mu = x.mean(axis=ax, keepdims=True)
         inv = lax.rsqrt(((x - mu) ** 2).mean(axis=ax, keepdims=True) + self.eps)
         x_hat = (x - mu) * inv
@@ -145,7 +129,7 @@ class LayerNorm(Layer):
 
     def vjp(self, p, cache, g):
         x_hat, inv = cache
-        axes, ax = _other_axes(g.ndim, self.layout), _channel_axis(g.ndim, self.layout)
+        axes, ax = _other_axes(g.ndim, self.layout), _c_axis(self.layout, g.ndim)
         d = {"gamma": (g * x_hat).sum(axis=axes), "beta": g.sum(axis=axes)}
         gamma = _per_channel(p["gamma"], g.ndim, self.layout)
         return d, _normalized_vjp(g * gamma, x_hat, inv, ax)

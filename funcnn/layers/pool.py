@@ -10,8 +10,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from funcnn.layers.base import Layer, _hw, _pair
-from funcnn.layers.windows import (NHWC, _c_axis, _check_padding, _crop, _hw_axes, _pad,
-                                   _padding, _spatial, _spatial_config, _tap_axis,
+from funcnn.layers.windows import (NHWC, _c_axis, _check_padding, _crop, _pad, _padding,
                                    _window_shape, patches, patches_vjp)
 
 
@@ -42,14 +41,13 @@ class _Pool(Layer):
                 input_shape[2])
 
     def _hwc(self, shape):
-        a, b = _hw_axes(self.layout)
-        return shape[a], shape[b], shape[_c_axis(self.layout)]
+        return shape[1], shape[2], shape[_c_axis(self.layout)]
 
     def _patches(self, x, fill):
         h, w, c = self._hwc(x.shape)
         pads = _padding(self.padding, (h, w), self.window, self.stride)
         oh, ow, _ = self.shape((h, w, c))
-        return patches(_pad(x, pads, fill, self.layout), self.window, self.stride, (oh, ow),
+        return patches(_pad(x, pads, fill), self.window, self.stride, (oh, ow),
                        self.layout), pads
 
     # Windows that tile the input (stride = window, the usual 2x2 pool) need no patches: the
@@ -67,41 +65,33 @@ class _Pool(Layer):
         h, w, c = self._hwc(x.shape)
         pads = _padding(self.padding, (h, w), self.window, self.stride)
         oh, ow, _ = self.shape((h, w, c))
-        (kh, kw), x = self.window, _pad(x, pads, fill, self.layout)
-        return [_spatial(x, slice(i, i + kh * oh, kh), slice(j, j + kw * ow, kw), self.layout)
+        (kh, kw), x = self.window, _pad(x, pads, fill)
+        return [x[:, i:i + kh * oh:kh, j:j + kw * ow:kw]
                 for i in range(kh) for j in range(kw)], pads
-
-    def _spread(self, a):
-        """f32[n, oh, ow, c] -> f32[n, oh, 1, ow, 1, c] (CHWN: [c, oh, 1, ow, 1, n]): one value
-        for every element of a tile."""
-        return a[:, :, None, :, None, :]
-
-    def _tile_shape(self, shape):
-        """A spread shape with the tiles' kh and kw axes set to the window."""
-        a, b = _hw_axes(self.layout)
-        shape[a + 1], shape[b + 2] = self.window
-        return tuple(shape)
 
     def _untile(self, d_tiles, x_shape, pads):
         """The VJP of _views: d_tiles: f32[n, oh, kh, ow, kw, c] (CHWN: [c, oh, kh, ow, kw, n]),
         the gradient of each view (offset (i, j) at kh's i and kw's j) -> dL/dx, the padding
         (and the rows and columns no window covered) cut off or filled with 0."""
         (kh, kw), (h, w, _) = self.window, self._hwc(x_shape)
-        a, b = _hw_axes(self.layout)
-        oh, ow = d_tiles.shape[a], d_tiles.shape[b + 1]
-        merged = list(x_shape)
-        merged[a], merged[b] = oh * kh, ow * kw
-        dx = d_tiles.reshape(merged)
+        oh, ow = d_tiles.shape[1], d_tiles.shape[3]
+        dx = d_tiles.reshape(x_shape[0], oh * kh, ow * kw, x_shape[3])
         (top, bottom), (left, right) = pads
-        return lax.pad(dx, jnp.zeros((), dx.dtype), _spatial_config(
-            (-top, h + top + bottom - oh * kh - bottom, 0),
-            (-left, w + left + right - ow * kw - right, 0), 4, self.layout))
+        return lax.pad(dx, jnp.zeros((), dx.dtype),
+                       ((0, 0, 0), (-top, h + top + bottom - oh * kh - bottom, 0),
+                        (-left, w + left + right - ow * kw - right, 0), (0, 0, 0)))
 
     def _back(self, d_patches, x_shape, pads):
         h, w, _ = self._hwc(x_shape)
         padded = (h + sum(pads[0]), w + sum(pads[1]))
         return _crop(patches_vjp(d_patches, padded, self.window, self.stride, self.layout),
-                     pads, (h, w), self.layout)
+                     pads, (h, w))
+
+
+def _spread(a):
+    """f32[n, oh, ow, c] -> f32[n, oh, 1, ow, 1, c] (CHWN: [c, oh, 1, ow, 1, n]): one value
+    for every element of a tile."""
+    return a[:, :, None, :, None]
 
 
 class MaxPool2D(_Pool):
@@ -122,7 +112,7 @@ class MaxPool2D(_Pool):
                 y, first = jnp.where(wins, v, y), jnp.where(wins, index(t), first)
             return y, (first, x.shape, pads, len(views))
         cols, pads = self._patches(x, jnp.finfo(x.dtype).min)   # f32[n, oh, ow, kh kw, c]
-        tap = _tap_axis(self.layout)
+        tap = _c_axis(self.layout)                           # the window offsets' axis
         first = jnp.argmax(cols, axis=tap)                       # the first largest offset
         # y = the element at `first` (not jnp.max: under jit, XLA may round the max and the
         # patches differently, and autodiff of max then finds no element equal to it)
@@ -134,11 +124,11 @@ class MaxPool2D(_Pool):
         # y = x[argmax]  =>  dL/dx = g at the argmax of each window, 0 elsewhere
         if self._tiles():
             kh, kw = self.window
-            offset = (jnp.arange(kh)[:, None] * kw + jnp.arange(kw)[None, :])   # i kw + j
-            offset = offset.reshape(self._tile_shape([1] * 6))
-            return (), self._untile(jnp.where(self._spread(first) == offset, self._spread(g),
-                                              0.0), x_shape, pads)
-        tap = _tap_axis(self.layout)
+            offset = (jnp.arange(kh)[:, None] * kw + jnp.arange(kw)[None, :]).reshape(
+                1, 1, kh, 1, kw, 1)
+            return (), self._untile(jnp.where(_spread(first) == offset, _spread(g), 0.0),
+                                    x_shape, pads)
+        tap = _c_axis(self.layout)                           # the window offsets' axis
         offsets = jnp.arange(k).reshape([k if a == tap else 1 for a in range(g.ndim + 1)])
         hit = offsets == jnp.expand_dims(first, tap)
         return (), self._back(jnp.where(hit, jnp.expand_dims(g, tap), 0.0), x_shape, pads)
@@ -153,17 +143,17 @@ class AvgPool2D(_Pool):
             views, pads = self._views(x, 0.0)
             return sum(views[1:], views[0]) / len(views), (x.shape, pads, len(views))
         cols, pads = self._patches(x, 0.0)
-        tap = _tap_axis(self.layout)
+        tap = _c_axis(self.layout)                           # the window offsets' axis
         return cols.mean(axis=tap), (x.shape, pads, cols.shape[tap])
 
     def vjp(self, p, cache, g):
         x_shape, pads, k = cache
         # y = (1/k) sum of the window  =>  each of its k elements gets g / k
         if self._tiles():
-            spread = self._spread(g / k)
-            tiles = jnp.broadcast_to(spread, self._tile_shape(list(spread.shape)))
+            (kh, kw), (a, oh, ow, b) = self.window, g.shape     # a, b: n, c (CHWN: c, n)
+            tiles = jnp.broadcast_to(_spread(g / k), (a, oh, kh, ow, kw, b))
             return (), self._untile(tiles, x_shape, pads)
-        tap = _tap_axis(self.layout)
+        tap = _c_axis(self.layout)                           # the window offsets' axis
         spread = jnp.expand_dims(g / k, tap)
         spread = jnp.broadcast_to(spread, spread.shape[:tap] + (k,) + spread.shape[tap + 1:])
         return (), self._back(spread, x_shape, pads)

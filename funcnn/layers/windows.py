@@ -77,49 +77,44 @@ def _window_shape(layer, input_shape, window, stride, padding):
 # slower.) A layer's `layout` field says which order the arrays it receives are in; only
 # `serial` sets it.
 NHWC, CHWN = "NHWC", "CHWN"
+# h and w are axes 1 and 2 in both orders, so windows slice and pad them alike; only the
+# channels move (axis 3 or 0), and the batch with them (0 or 3).
 
 
-def _hw_axes(layout):
-    """The positions of the two spatial axes (h, w): the same in NHWC and CHWN."""
-    return (1, 2)
+def _c_axis(layout, ndim=4):
+    """Where the channels are: the last axis, or the first of an image batch in CHWN. The
+    patches put their kh kw window offsets there, just before the channels:
+    [n, oh, ow, kh kw, c] or [kh kw, c, oh, ow, n]."""
+    return 0 if layout == CHWN and ndim == 4 else ndim - 1
 
 
-def _c_axis(layout):
-    return 3 if layout == NHWC else 0
+def _swap_nc(x):
+    """NHWC <-> CHWN: the batch and channel axes trade places (its own inverse, and VJP)."""
+    return x.transpose(3, 1, 2, 0)
 
 
-def _tap_axis(layout):
-    """Where patches put the kh kw window offsets: [n, oh, ow, kh kw, c] or [kh kw, c, oh, ow, n]."""
-    return 3 if layout == NHWC else 0
+def _per_channel(v, ndim, layout):
+    """f32[c] -> f32[1, ..., 1, c] (or [c, 1, 1, 1] in CHWN): broadcast over every other axis."""
+    shape = [1] * ndim
+    shape[_c_axis(layout, ndim)] = -1
+    return v.reshape(shape)
 
 
-def _spatial(x, rows, cols, layout):
-    """x[rows, cols] on the spatial axes: x[:, rows, cols, :]."""
-    at = [slice(None)] * x.ndim
-    a, b = _hw_axes(layout)
-    at[a], at[b] = rows, cols
-    return x[tuple(at)]
-
-
-def _spatial_config(rows, cols, ndim, layout):
-    """A lax.pad config that pads the spatial axes by `rows` and `cols` and nothing else."""
-    config = [(0, 0, 0)] * ndim
-    a, b = _hw_axes(layout)
-    config[a], config[b] = rows, cols
-    return config
+def _other_axes(ndim, layout):
+    """Every axis but the channels (what a per-channel sum or mean runs over)."""
+    return tuple(a for a in range(ndim) if a != _c_axis(layout, ndim))
 
 
 def patches(x, window, stride, out_hw, layout=NHWC):
     """x: f32[n, H, W, c] (already padded) -> f32[n, oh, ow, kh * kw, c];
     in CHWN, x: f32[c, H, W, n] -> f32[kh * kw, c, oh, ow, n]."""
     (kh, kw), (sh, sw), (oh, ow) = window, stride, out_hw
-    tap = _tap_axis(layout)
-    view = lambda i, j: _spatial(x, slice(i, i + sh * (oh - 1) + 1, sh),
-                                 slice(j, j + sw * (ow - 1) + 1, sw), layout)
+    tap = _c_axis(layout)
     # a row of kw offsets at a time, then the kh rows: XLA's CPU backend fuses a stack of at
     # most 8 parts into one loop, and copies out every part of a larger one first (3x3: 9)
     # (the small CNN's conv2 patches, batch 128: 5.2 -> 1.3 ms, 2026-12-05, Zen 4)
-    rows = [jnp.stack([view(i, j) for j in range(kw)], axis=tap) for i in range(kh)]
+    rows = [jnp.stack([x[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
+                       for j in range(kw)], axis=tap) for i in range(kh)]
     stacked = jnp.stack(rows, axis=tap)                       # the kh and kw axes side by side
     return stacked.reshape(stacked.shape[:tap] + (kh * kw,) + stacked.shape[tap + 2:])
 
@@ -128,28 +123,25 @@ def patches_vjp(g, padded_hw, window, stride, layout=NHWC):
     """g = dL/dpatches: f32[n, oh, ow, kh * kw, c] -> dL/dx: f32[n, H, W, c] (x padded);
     in CHWN, f32[kh * kw, c, oh, ow, n] -> f32[c, H, W, n]."""
     (kh, kw), (sh, sw), (H, W) = window, stride, padded_hw
-    tap = _tap_axis(layout)
-    oh, ow = (g.shape[a + (a >= tap)] for a in _hw_axes(layout))   # the axes after the tap's
+    tap = _c_axis(layout)
+    _, oh, ow, _ = (d for a, d in enumerate(g.shape) if a != tap)   # the image's own axes
     zero = jnp.zeros((), g.dtype)
     dx = None
     for t, (i, j) in enumerate(product(range(kh), range(kw))):
         # slice t read x[:, i:i + sh (oh - 1) + 1:sh, ...]: its gradient goes back there
         rows = (i, H - i - sh * (oh - 1) - 1, sh - 1)        # (before, after, between)
         cols = (j, W - j - sw * (ow - 1) - 1, sw - 1)
-        g_t = lax.index_in_dim(g, t, axis=tap, keepdims=False)   # a static slice
-        back = lax.pad(g_t, zero, _spatial_config(rows, cols, g_t.ndim, layout))
+        g_t = lax.index_in_dim(g, t, axis=tap, keepdims=False)   # offset t's gradient
+        back = lax.pad(g_t, zero, ((0, 0, 0), rows, cols, (0, 0, 0)))
         dx = back if dx is None else dx + back               # overlapping windows add
     return dx
 
 
-def _pad(x, pads, value=0.0, layout=NHWC):
-    widths = [(0, 0)] * x.ndim
-    a, b = _hw_axes(layout)
-    widths[a], widths[b] = pads
-    return jnp.pad(x, widths, constant_values=value)
+def _pad(x, pads, value=0.0):
+    (top, bottom), (left, right) = pads
+    return jnp.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)
 
 
-def _crop(dx, pads, in_hw, layout=NHWC):
+def _crop(dx, pads, in_hw):
     (top, _), (left, _) = pads
-    return _spatial(dx, slice(top, top + in_hw[0]), slice(left, left + in_hw[1]),
-                    layout)                                  # padding gets no gradient
+    return dx[:, top:top + in_hw[0], left:left + in_hw[1], :]    # padding gets no gradient
