@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import funcnn as fn
+from funcnn.checks import InputError
 
 L, M = fn.layers, fn.math
 check = fn.gradcheck.check_layer
@@ -53,6 +54,55 @@ def test_both_conv_formulations_agree(kernel, stride, padding, x64):
         np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-13)
     auto = L.Conv2D(4, kernel, stride=stride, padding=padding)
     assert auto._as() == ("conv" if jax.default_backend() == "gpu" else "patches")
+
+
+# Winograd's F(2x2, 3x3): 3x3 kernels at stride 1 only; odd and even sizes (a tile row of
+# zeros more), every padding kind, one that crops g (top 3 > 2) and one input channel
+WINOGRAD = [((7, 9, 3), "SAME"), ((6, 8, 2), "SAME"), ((8, 7, 3), "VALID"),
+            ((5, 6, 2), ((1, 0), (2, 1))), ((4, 5, 1), ((3, 2), (0, 3))), ((3, 3, 1), "VALID")]
+
+
+@pytest.mark.parametrize("shape, padding", WINOGRAD, ids=str)
+def test_winograd_vjp_matches_autodiff_float64(shape, padding):
+    report = check(L.Conv2D(4, 3, padding=padding, formulation="winograd"), shape)
+    assert report.dtype == "float64" and report.worst < 1e-9, report
+    assert set(report.errors) == {"['b']", "['w']", "dx"}
+
+
+@pytest.mark.parametrize("shape, padding", WINOGRAD, ids=str)
+@pytest.mark.parametrize("layout", ["NHWC", "CHWN"])
+def test_winograd_gives_the_patches_numbers(shape, padding, layout, x64):
+    """The same y, dW, db, dx as the patch product, in float64 to 1e-12, in both layouts."""
+    convs = [L.Conv2D(4, 3, padding=padding, formulation=f).in_layout(layout)
+             for f in ("patches", "winograd")]
+    p = convs[0].init(jax.random.key(0), shape, jnp.float64)
+    x = jax.random.normal(jax.random.key(1), (2, *shape), jnp.float64)
+    x = x if layout == "NHWC" else x.transpose(3, 1, 2, 0)
+    (ya, ca), (yb, cb) = (c.apply(p, x) for c in convs)
+    g = jax.random.normal(jax.random.key(2), ya.shape, jnp.float64)
+    np.testing.assert_allclose(yb, ya, rtol=1e-12, atol=1e-13)
+    for u, v in zip(jax.tree.leaves(convs[1].vjp(p, cb, g)), jax.tree.leaves(convs[0].vjp(p, ca, g))):
+        np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-13)
+
+
+def test_winograd_float32_close_to_patches():
+    """float32: the transforms' extra adds keep y and the gradients within 1e-5 of the patch
+    product's (relative to the largest element)."""
+    convs = [L.Conv2D(16, 3, formulation=f) for f in ("patches", "winograd")]
+    p = convs[0].init(jax.random.key(0), (14, 14, 8), jnp.float32)
+    x = jax.random.normal(jax.random.key(1), (4, 14, 14, 8), jnp.float32)
+    (ya, ca), (yb, cb) = (c.apply(p, x) for c in convs)
+    g = jax.random.normal(jax.random.key(2), ya.shape, jnp.float32)
+    pairs = [(yb, ya), *zip(jax.tree.leaves(convs[1].vjp(p, cb, g)),
+                            jax.tree.leaves(convs[0].vjp(p, ca, g)))]
+    for u, v in pairs:
+        assert float(jnp.max(jnp.abs(u - v)) / jnp.max(jnp.abs(v))) < 1e-5
+
+
+@pytest.mark.parametrize("kernel, stride", [(5, 1), (3, 2), ((3, 1), 1)])
+def test_winograd_needs_3x3_stride_1(kernel, stride):
+    with pytest.raises(InputError, match="winograd.*3x3 kernel at stride 1.*'patches'"):
+        L.Conv2D(4, kernel, stride=stride, formulation="winograd")
 
 
 @pytest.mark.parametrize("layer, shape", [

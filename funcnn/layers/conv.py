@@ -12,6 +12,7 @@ from jax import lax
 
 from funcnn import backend, initializers
 from funcnn.checks import InputError, integer
+from funcnn.layers import winograd
 from funcnn.layers.base import Layer, _hw, _pair
 from funcnn.layers.windows import (NHWC, _c_axis, _check_padding, _crop, _other_axes, _pad,
                                    _padding, _per_channel, _window_shape, patches, patches_vjp)
@@ -62,9 +63,13 @@ class Conv2D(Layer):
         set_("padding", _check_padding("Conv2D", padding))
         initializers.check_scheme(init)
         set_("init_scheme", init)
-        if formulation not in ("auto", "patches", "conv"):
-            raise InputError(f"Conv2D's formulation must be 'auto', 'patches' or 'conv', got "
-                             f"{formulation!r}")
+        if formulation not in ("auto", "patches", "conv", "winograd"):
+            raise InputError(f"Conv2D's formulation must be 'auto', 'patches', 'conv' or "
+                             f"'winograd', got {formulation!r}")
+        if formulation == "winograd" and (self.kernel, self.stride) != ((3, 3), (1, 1)):
+            raise InputError(f"Conv2D's formulation 'winograd' (F(2x2, 3x3)) needs a 3x3 kernel "
+                             f"at stride 1, got kernel {_hw(self.kernel)}, stride "
+                             f"{_hw(self.stride)}; use 'patches' or 'conv'")
         set_("formulation", formulation)
 
     def __repr__(self):
@@ -102,6 +107,9 @@ class Conv2D(Layer):
                                          dimension_numbers=(lhs, "HWIO", lhs))
             return y + bias, (x_pad, pads)
         oh, ow, _ = self.shape((h, w, c))
+        if self._as() == "winograd":                          # Winograd's F(2x2, 3x3)
+            y, cache = winograd.conv(x, p["w"], pads, (oh, ow), self.layout)
+            return y + bias, cache
         w_mat = p["w"].reshape(-1, self.filters)              # W: f32[kh kw c_in, filters]
         cols = patches(x_pad, self.kernel, self.stride, (oh, ow), self.layout)
         if self.layout == NHWC:
@@ -117,6 +125,9 @@ class Conv2D(Layer):
         db = g.sum(axis=_other_axes(4, self.layout))         # b is added at every position
         if self._as() == "conv":
             dw, dx = self._conv_vjp(p, cache, g)
+            return {"w": dw, "b": db}, dx
+        if self._as() == "winograd":
+            dw, dx = winograd.conv_vjp(p["w"], cache, g, self.layout)
             return {"w": dw, "b": db}, dx
         cols, x_shape, pads = cache
         (h, w), c = x_shape[1:3], x_shape[_c_axis(self.layout)]
