@@ -12,6 +12,9 @@ network (conv 32, pool, conv 64, BatchNorm, pool, Dropout 0.5, dense 128, dense 
 - funcnn fit: one epoch of `fit` over those rows (the hand-written VJPs);
 - funcnn fit, CHWN: the same network as `serial(..., image_layout="CHWN")` (its image layers
   compute channels first, batch last; an option, not the default: see the README);
+- funcnn fit, every Conv2D as patches: where Conv2D's 'auto' chose Winograd's F(2x2, 3x3)
+  for a layer (a 3x3 stride-1 kernel on >= 32 channels: fashion-cnn's second convolution),
+  the same network with the patch product everywhere (what 'auto' bought);
 - jax.grad of funcnn's forward, the autodiff referee (`rivals/autodiff.py`):
   `net.layer.apply(train=True)` and the loss under `jax.value_and_grad`, in a jitted
   `lax.scan` with fit's batches and dropout masks (so its losses must match fit's);
@@ -28,6 +31,7 @@ training-mode loss on the first 512 of the trained rows (a fixed dropout mask).
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field, replace
 from functools import partial
 
@@ -48,6 +52,7 @@ L, M = fn.layers, fn.math
 LR = 0.01
 FIT, REF = "funcnn fit", "jax.grad of funcnn's forward, scan"   # the rows checked alike
 FIT_CHWN = "funcnn fit, image_layout CHWN"
+FIT_PATCHES = "funcnn fit, every Conv2D as patches"   # where 'auto' picked Winograd somewhere
 PROBE_ROWS = 512
 
 
@@ -111,9 +116,24 @@ class Setting:
     key_probe: jax.Array = field(default_factory=lambda: jax.random.key(2))  # probe's mask
 
 
-def conv_formulation() -> str:
-    """How funcnn's Conv2D computes on this backend: 'patches' (im2col) or 'conv'."""
-    return L.Conv2D(1, 3)._as()
+def formulations(net) -> list[str]:
+    """How each of the network's Conv2D layers computes on this backend ('auto'): 'patches'
+    (im2col), 'winograd' or 'conv' (XLA's convolution)."""
+    shapes = [net.input_shape] + net.layer.shapes(net.input_shape)[:-1]
+    return [layer._as(shape[2]) for layer, shape in zip(net.layer.layers, shapes)
+            if isinstance(layer, L.Conv2D)]
+
+
+def as_patches(net):
+    """The same network with every Conv2D computing as the patch product (the row that shows
+    what 'auto' choosing Winograd bought)."""
+    def conv(layer):
+        if not isinstance(layer, L.Conv2D):
+            return layer
+        moved = copy.copy(layer)
+        object.__setattr__(moved, "formulation", "patches")
+        return moved
+    return replace(net, layer=replace(net.layer, layers=tuple(map(conv, net.layer.layers))))
 
 
 def cnn(bench):
@@ -141,7 +161,8 @@ def cnn(bench):
             evals.append(evaluate(bench, setting, name, net, params, test))
     notes[:0] = [f"CPU: {cpu_info()}; XLA used all {CORES} cores (its default), PyTorch "
                  f"{' and '.join(map(str, bench.threads))} thread(s). funcnn's Conv2D ran as "
-                 f"{conv_formulation()} (its formulation 'auto' on {jax.default_backend()}).",
+                 f"{', '.join(f'{n}: ' + ' and '.join(formulations(NETS[n]())) for n in NETS)} "
+                 f"(its formulation 'auto' on {jax.default_backend()}).",
                  "torch.compile: " + (
                      "`torch.compile(model)` (forward and backward through Inductor; the SGD "
                      "step eager), at 1 thread and batch 128 only; its first call compiled "
@@ -191,7 +212,10 @@ def train_config(bench, setting, name, net, params, bs, train_all):
     for label, value in after.items():
         bench.check(f"7. {name} b{bs}: {label} learns", value < before,
                     f"probe loss {before:.4f} -> {value:.4f} after {steps} steps")
-    for other, what in ((REF, "jax.grad of its forward"), (FIT_CHWN, "its CHWN layout")):
+    for other, what in ((REF, "jax.grad of its forward"), (FIT_CHWN, "its CHWN layout"),
+                        (FIT_PATCHES, "its patch product")):
+        if other not in runners:
+            continue
         means = [float(runners[label].last[1]["train_loss"][-1]) for label in (FIT, other)]
         bench.check(f"7. {name} b{bs}: funcnn and {what} train alike",
                     abs(after[FIT] - after[other]) < 1e-3 * after[FIT],
@@ -231,9 +255,14 @@ def jax_runners(setting, net, params, train, order, bs):
         "lax.conv + jax.grad, jitted step": timed(user_loop),
         "lax.conv + jax.grad, scan": timed(lambda: user_scan(
             user, to_user(user, params), train.x, train.y, jnp.asarray(order), key, lr))}
+    if set(formulations(net)) != {"patches"}:
+        patched = as_patches(net)
+        runners[FIT_PATCHES] = timed(lambda: fn.train.fit(key, patched, params, train, None,
+                                                          epochs=1, lr=LR, batch_size=bs,
+                                                          verbose=False))
     ours = lambda result: result[0]
     theirs = lambda result: from_user(user, params, result[0])
-    return runners, {FIT: ours, FIT_CHWN: ours, REF: ours,
+    return runners, {FIT: ours, FIT_CHWN: ours, REF: ours, FIT_PATCHES: ours,
                      "lax.conv + jax.grad, jitted step": theirs,
                      "lax.conv + jax.grad, scan": theirs}
 
@@ -349,6 +378,12 @@ def _report(bench, plan, table, evals, results, notes):
     parts = [f"{key[0]} {fmt_ratio(results[key][FIT], results[key][FIT_CHWN])}" for key in keys]
     bench.headline("CNN training step at batch 128, funcnn fit with image_layout='CHWN' vs "
                    "the default NHWC (>1: CHWN faster)", "; ".join(parts), None, None)
+    parts = [f"{key[0]} {fmt_ratio(results[key][FIT_PATCHES], results[key][FIT])}"
+             for key in keys if FIT_PATCHES in results[key]]
+    if parts:
+        bench.headline("CNN training step at batch 128, funcnn fit (Conv2D 'auto': Winograd "
+                       "for 3x3 stride-1 kernels on >= 32 channels) vs every Conv2D as the "
+                       "patch product (>1: auto faster)", "; ".join(parts), None, None)
     parts, ok = [], True
     for name, n, times in evals:
         rival = best(times, "PyTorch")

@@ -53,7 +53,7 @@ def test_both_conv_formulations_agree(kernel, stride, padding, x64):
     for u, v in zip(jax.tree.leaves(convs[0].vjp(p, ca, g)), jax.tree.leaves(convs[1].vjp(p, cb, g))):
         np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-13)
     auto = L.Conv2D(4, kernel, stride=stride, padding=padding)
-    assert auto._as() == ("conv" if jax.default_backend() == "gpu" else "patches")
+    assert auto._as(3) == ("conv" if jax.default_backend() == "gpu" else "patches")
 
 
 # Winograd's F(2x2, 3x3): 3x3 kernels at stride 1 only; odd and even sizes (a tile row of
@@ -97,6 +97,17 @@ def test_winograd_float32_close_to_patches():
                             jax.tree.leaves(convs[0].vjp(p, ca, g)))]
     for u, v in pairs:
         assert float(jnp.max(jnp.abs(u - v)) / jnp.max(jnp.abs(v))) < 1e-5
+
+
+@pytest.mark.parametrize("kernel, stride, c_in, cpu", [
+    (3, 1, 32, "winograd"), (3, 1, 64, "winograd"), (3, 1, 31, "patches"), (3, 2, 64, "patches"),
+    (5, 1, 64, "patches"), ((3, 1), 1, 64, "patches")])
+def test_auto_formulation(kernel, stride, c_in, cpu):
+    """'auto': XLA's convolution on a GPU; on a CPU, Winograd for a 3x3 stride-1 kernel on
+    WINOGRAD_MIN_CHANNELS (32) input channels or more, else the patch product."""
+    assert fn.layers.conv.WINOGRAD_MIN_CHANNELS == 32
+    want = "conv" if jax.default_backend() == "gpu" else cpu
+    assert L.Conv2D(8, kernel, stride=stride)._as(c_in) == want
 
 
 @pytest.mark.parametrize("kernel, stride", [(5, 1), (3, 2), ((3, 1), 1)])
