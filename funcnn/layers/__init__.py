@@ -21,8 +21,8 @@ why); its input and output stay NHWC and its numbers the same. No autodiff anywh
 
 One module per kind of layer, in reading order: `base` (the protocol above, and an activation
 as a layer), `dense` (Dense, Flatten, Reshape), `windows` (the patches a convolution or a pool
-reads, and their VJP), `conv` (Conv2D), `pool` (MaxPool2D, AvgPool2D), `dropout`, `norm`
-(BatchNorm, LayerNorm), `compose` (Residual, serial).
+reads, and their VJP), `conv` (Conv2D), `winograd` (its fast 3x3 formulation), `pool`
+(MaxPool2D, AvgPool2D), `dropout`, `norm` (BatchNorm, LayerNorm), `compose` (Residual, serial).
 """
 from funcnn.layers.base import Act, Layer, as_layer
 from funcnn.layers.dense import Dense, Flatten, Reshape, dense, dense_vjp

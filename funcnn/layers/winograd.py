@@ -1,8 +1,8 @@
 """Winograd's F(2x2, 3x3): a 3x3 convolution in 2.25x fewer multiplications, its VJP by hand.
 
 Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks" (2016). Cut the padded
-input into 4x4 tiles that overlap by 2 (the patches of a 4x4 window at stride 2: windows.py);
-each tile d gives a 2x2 block of the output:
+input into 4x4 tiles that overlap by 2 (a 4x4 window moved by 2: its 16 elements are strided
+views of the padded input, as in windows.py); each tile d gives a 2x2 block of the output:
 
     Y = A^T [ (G w G^T) * (B^T d B) ] A          (* elementwise, over the 4x4 positions)
 
@@ -97,7 +97,7 @@ def forward(x_pad, u, out_hw, layout=NHWC):
          for i in range(4)]
     v = _mix2(B_T, d)                                         # V = B^T d B, 4 x 4 views
     v = jnp.stack([jnp.stack([_flat(e, layout) for e in row]) for row in v])
-    v = v.reshape(16, *v.shape[2:])                           # [16, n th tw, c] (CHWN [16, c, th tw n])
+    v = v.reshape(16, *v.shape[2:])            # [16, n th tw, c] (CHWN: [16, c, th tw n])
     if layout == NHWC:
         m = jnp.einsum("ktc,kco->kto", v, u)                  # M = V U: [16, n th tw, c_out]
         grid = [[m[4 * a + b].reshape(-1, th, tw, u.shape[-1]) for b in range(4)]
