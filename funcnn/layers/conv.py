@@ -77,7 +77,7 @@ class Conv2D(Layer):
         if formulation not in ("auto", "patches", "conv", "winograd"):
             raise InputError(f"Conv2D's formulation must be 'auto', 'patches', 'conv' or "
                              f"'winograd', got {formulation!r}")
-        if formulation == "winograd" and (self.kernel, self.stride) != ((3, 3), (1, 1)):
+        if formulation == "winograd" and not self._winograd_fits():
             raise InputError(f"Conv2D's formulation 'winograd' (F(2x2, 3x3)) needs a 3x3 kernel "
                              f"at stride 1, got kernel {_hw(self.kernel)}, stride "
                              f"{_hw(self.stride)}; use 'patches' or 'conv'")
@@ -89,6 +89,10 @@ class Conv2D(Layer):
         how = "" if self.formulation == "auto" else f", as {self.formulation}"
         return f"Conv2D({self.filters}, {_hw(self.kernel)}, stride {stride}, {pad}{how})"
 
+    def _winograd_fits(self) -> bool:
+        """Winograd's F(2x2, 3x3) computes a 3x3 kernel at stride 1 only."""
+        return (self.kernel, self.stride) == ((3, 3), (1, 1))
+
     def _as(self, c_in: int) -> str:
         """The formulation this layer computes with, for c_in input channels."""
         if self.formulation != "auto":
@@ -96,7 +100,7 @@ class Conv2D(Layer):
         if jax.default_backend() == "gpu":
             return "conv"
         wide = c_in >= WINOGRAD_MIN_CHANNELS
-        return "winograd" if wide and (self.kernel, self.stride) == ((3, 3), (1, 1)) else "patches"
+        return "winograd" if wide and self._winograd_fits() else "patches"
 
     def shape(self, input_shape):
         return (*_window_shape(self, input_shape, self.kernel, self.stride, self.padding),
@@ -114,11 +118,10 @@ class Conv2D(Layer):
     def apply(self, p, x, train=False, key=None):
         (h, w), c = x.shape[1:3], x.shape[_c_axis(self.layout)]
         pads = _padding(self.padding, (h, w), self.kernel, self.stride)
-        x_pad = _pad(x, pads)
         bias = _per_channel(p["b"], 4, self.layout)
         how = self._as(p["w"].shape[2])
         if how == "conv":
-            lhs = self.layout                                 # "NHWC" or "CHWN"
+            lhs, x_pad = self.layout, _pad(x, pads)           # lhs: "NHWC" or "CHWN"
             y = lax.conv_general_dilated(x_pad, p["w"], self.stride, "VALID",
                                          dimension_numbers=(lhs, "HWIO", lhs))
             return y + bias, (x_pad, pads)
@@ -127,7 +130,7 @@ class Conv2D(Layer):
             y, cache = winograd.conv(x, p["w"], pads, (oh, ow), self.layout)
             return y + bias, cache
         w_mat = p["w"].reshape(-1, self.filters)              # W: f32[kh kw c_in, filters]
-        cols = patches(x_pad, self.kernel, self.stride, (oh, ow), self.layout)
+        cols = patches(_pad(x, pads), self.kernel, self.stride, (oh, ow), self.layout)
         if self.layout == NHWC:
             cols = cols.reshape(-1, w_mat.shape[0])           # P: f32[n oh ow, kh kw c_in]
             y = (cols @ w_mat).reshape(-1, oh, ow, self.filters)          # Y = P W (+ b)
