@@ -15,9 +15,12 @@ network (conv 32, pool, conv 64, BatchNorm, pool, Dropout 0.5, dense 128, dense 
 - funcnn fit, every Conv2D as patches: where Conv2D's 'auto' chose Winograd's F(2x2, 3x3)
   for a layer (a 3x3 stride-1 kernel on >= 32 channels: fashion-cnn's second convolution),
   the same network with the patch product everywhere (what 'auto' bought);
+- funcnn fit, each step whole: where fit runs a step in pieces of rows (`fn.model.in_pieces`:
+  a network without BatchNorm whose batch needs over PIECE_FLOATS floats of workspace, the
+  small CNN), the same network with each step in one piece (what the pieces bought);
 - jax.grad of funcnn's forward, the autodiff referee (`rivals/autodiff.py`):
   `net.layer.apply(train=True)` and the loss under `jax.value_and_grad`, in a jitted
-  `lax.scan` with fit's batches and dropout masks (so its losses must match fit's);
+  `lax.scan` with fit's batches, dropout masks and pieces (so its losses must match fit's);
 - lax.conv + jax.grad, what a JAX user writes (`rivals/lax_cnn.py`): `lax.conv_general_dilated`
   (NHWC, HWIO), `lax.reduce_window` max pool, `jax.grad`; (a) a jitted step called from Python
   once per batch, (b) the same step in a jitted `lax.scan`;
@@ -53,6 +56,7 @@ LR = 0.01
 FIT, REF = "funcnn fit", "jax.grad of funcnn's forward, scan"   # the rows checked alike
 FIT_CHWN = "funcnn fit, image_layout CHWN"
 FIT_PATCHES = "funcnn fit, every Conv2D as patches"   # where 'auto' picked Winograd somewhere
+FIT_WHOLE = "funcnn fit, each step whole"    # where fit runs a big step in pieces
 PROBE_ROWS = 512
 
 
@@ -122,6 +126,17 @@ def formulations(net) -> list[str]:
     shapes = [net.input_shape] + net.layer.shapes(net.input_shape)[:-1]
     return [layer._as(shape[2]) for layer, shape in zip(net.layer.layers, shapes)
             if isinstance(layer, L.Conv2D)]
+
+
+class _Whole(L.Serial):
+    """A serial that claims to couple its rows, so fit runs each of its steps in one piece."""
+    couples_rows = True
+
+
+def whole_steps(net):
+    """The same network, its training steps never split into pieces (model.step_pieces)."""
+    lay = net.layer
+    return replace(net, layer=_Whole(lay.layers, lay.image_layout, lay.layout))
 
 
 def as_patches(net):
@@ -213,7 +228,7 @@ def train_config(bench, setting, name, net, params, bs, train_all):
         bench.check(f"7. {name} b{bs}: {label} learns", value < before,
                     f"probe loss {before:.4f} -> {value:.4f} after {steps} steps")
     for other, what in ((REF, "jax.grad of its forward"), (FIT_CHWN, "its CHWN layout"),
-                        (FIT_PATCHES, "its patch product")):
+                        (FIT_PATCHES, "its patch product"), (FIT_WHOLE, "its steps whole")):
         if other not in runners:
             continue
         means = [float(runners[label].last[1]["train_loss"][-1]) for label in (FIT, other)]
@@ -260,9 +275,14 @@ def jax_runners(setting, net, params, train, order, bs):
         runners[FIT_PATCHES] = timed(lambda: fn.train.fit(key, patched, params, train, None,
                                                           epochs=1, lr=LR, batch_size=bs,
                                                           verbose=False))
+    if fn.model.step_pieces(net, bs) > 1:
+        whole = whole_steps(net)
+        runners[FIT_WHOLE] = timed(lambda: fn.train.fit(key, whole, params, train, None,
+                                                        epochs=1, lr=LR, batch_size=bs,
+                                                        verbose=False))
     ours = lambda result: result[0]
     theirs = lambda result: from_user(user, params, result[0])
-    return runners, {FIT: ours, FIT_CHWN: ours, REF: ours, FIT_PATCHES: ours,
+    return runners, {FIT: ours, FIT_CHWN: ours, REF: ours, FIT_PATCHES: ours, FIT_WHOLE: ours,
                      "lax.conv + jax.grad, jitted step": theirs,
                      "lax.conv + jax.grad, scan": theirs}
 
@@ -384,6 +404,13 @@ def _report(bench, plan, table, evals, results, notes):
         bench.headline("CNN training step at batch 128, funcnn fit (Conv2D 'auto': Winograd "
                        "for 3x3 stride-1 kernels on >= 32 channels) vs every Conv2D as the "
                        "patch product (>1: auto faster)", "; ".join(parts), None, None)
+    parts = [f"{key[0]} {fmt_ratio(results[key][FIT_WHOLE], results[key][FIT])} "
+             f"({fn.model.step_pieces(NETS[key[0]](), 128)} pieces)"
+             for key in keys if FIT_WHOLE in results[key]]
+    if parts:
+        bench.headline("CNN training step at batch 128, funcnn fit (a big step in pieces of "
+                       "rows) vs each step whole (>1: pieces faster)", "; ".join(parts), None,
+                       None)
     parts, ok = [], True
     for name, n, times in evals:
         rival = best(times, "PyTorch")

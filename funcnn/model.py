@@ -25,7 +25,7 @@ import numpy as np
 from jax import lax
 
 from funcnn import layers as L
-from funcnn import rng
+from funcnn import backend, rng
 from funcnn.checks import InputError, InputTypeError, integer, number
 from funcnn.data import Dataset, check_dataset
 from funcnn.initializers import glorot, he, lecun, uniform, xavier  # noqa: F401 (re-exported)
@@ -221,10 +221,18 @@ def grad_step(net, params: Params, batch: Dataset, lr, w: jax.Array | None = Non
                       _check_mode(net, train, key), train=bool(train))
 
 
-def backprop(net, params, batch, w, key=None, train=True):
+def backprop(net, params, batch, w, key=None, train=True, pieces=None):
     """(loss, dL/dparams, output, caches): the forward pass keeping each layer's cache, the
     loss's VJP, then the layers' VJPs from the last to the first. `caches` is what
-    `update_state` needs to move running statistics after a step."""
+    `update_state` needs to move running statistics after a step. A big batch runs in
+    `pieces` (None: `step_pieces` decides; see `in_pieces`)."""
+    pieces = step_pieces(net, batch.x.shape[0]) if pieces is None else pieces
+    if pieces > 1:
+        return in_pieces(partial(_backprop, net, train=train), params, batch, w, key, pieces)
+    return _backprop(net, params, batch, w, key, train)
+
+
+def _backprop(net, params, batch, w, key=None, train=True):
     out, caches = net.layer.apply(params, batch.x, train, key)       # forward, with the tape
     g = net.loss.vjp(out, batch.y, w)                                # dL/d(output)
     d_params, _ = net.layer.vjp(params, caches, g)                   # back through the layers
@@ -233,8 +241,62 @@ def backprop(net, params, batch, w, key=None, train=True):
 
 def update_state(net, params, new_params, caches):
     """After an optimizer moved `params` to `new_params`: set the state that takes no
-    gradient (BatchNorm's running statistics) from this step's batch."""
+    gradient (BatchNorm's running statistics) from this step's batch. A step run in pieces
+    keeps no caches (None): only networks without such state run in pieces."""
+    if caches is None:
+        return new_params
     return net.layer.update_state(params, new_params, caches)
+
+
+# --- a big step in pieces ---------------------------------------------------------------------
+# A training step whose rows would need more than PIECE_FLOATS floats of workspace (below) runs
+# them in pieces, one after another, and sums their gradients: the same numbers up to rounding,
+# while a piece's activations, patch matrices and their gradients stay in the cache. fit, the
+# issue's small CNN (34,496 floats a row): batch 128 in 5 pieces of 26 rows 0.81-0.87x the step
+# in one (budgets of 2^19 and 2^21 floats: 0.93x, 0.90x), batch 512 in 18 pieces 0.72-0.79x;
+# the NumPy seed's MLP, full batch of 50,000 rows in 38 pieces: 0.97x (2026-12-06, AMD EPYC
+# Zen 4, AVX-512, 2 cores; A/B in alternating processes). A network whose layers couple the
+# rows in training (BatchNorm's batch statistics) always runs whole.
+
+def step_pieces(net, n: int) -> int:
+    """How many pieces a training step on n rows runs in: 1 unless the rows' workspace is
+    over PIECE_FLOATS and no layer couples the rows."""
+    per_row = net.layer.workspace(net.input_shape)
+    if net.layer.couples_rows or n * per_row <= PIECE_FLOATS:
+        return 1
+    return -(-n // max(1, PIECE_FLOATS // per_row))
+
+
+def in_pieces(grads, params, batch, w, key, pieces: int):
+    """grads(params, batch, w, key) -> (loss, dL/dparams, output, caches), run on `pieces`
+    slices of `rows` rows in turn (a lax.scan) -> the whole batch's (loss, dL/dparams,
+    output, None). With S = sum_i w_i and S_p a piece's sum, L = sum_i w_i l_i / S =
+    sum_p (S_p / S) L_p, and the gradient likewise. The last slice ends at row n; rows in
+    it that an earlier piece had count with weight 0 (so nothing is copied or padded).
+    Dropout's masks come from one key per piece, split from `key`."""
+    n = batch.x.shape[0]
+    rows = -(-n // pieces)
+    impl = None if key is None else jax.random.key_impl(key)
+    keys = None if key is None else backend.keys_through_scan(jax.random.split(key, pieces))
+    total = w.sum()
+
+    def piece(g_sum, inputs):
+        i, key_data = inputs
+        start = jnp.minimum(i * rows, n - rows)
+        x, y, w_p = (lax.dynamic_slice_in_dim(a, start, rows) for a in (batch.x, batch.y, w))
+        w_p = jnp.where(start + jnp.arange(rows) >= i * rows, w_p, 0)   # not counted before
+        share = w_p.sum() / total
+        w_p = jnp.where(share > 0, w_p, 1.0)        # a piece of padding only: counted 0 times
+        key_p = None if key_data is None else backend.key_from_scan(key_data, impl)
+        loss, g, out, _ = grads(params, Dataset(x, y), w_p, key_p)
+        return jax.tree.map(lambda s, d: s + share * d, g_sum, g), (share * loss, out)
+
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    g, (losses, out) = lax.scan(piece, zeros, (jnp.arange(pieces), keys))
+    before_last = (pieces - 1) * rows                # the last piece's rows from there on
+    out = jnp.concatenate([out[:-1].reshape(before_last, *out.shape[2:]),
+                           out[-1, before_last - (n - rows):]])
+    return losses.sum(), g, out, None
 
 
 # --- the computations, once the checks above have passed --------------------------------------
@@ -243,8 +305,8 @@ def update_state(net, params, new_params, caches):
 # jit, vmap or grad they are inlined like any other function.
 
 # Evaluation that would need more than EVAL_FLOATS floats at once (10,000 images through a
-# convolution's patches: 340 million) runs in pieces of at most PIECE_FLOATS each, a size that
-# stays in a core's cache: on the 2-core CPU of benchmarks/RESULTS.md, pieces of 2^20 floats
+# convolution's patches: 340 million) runs in pieces of at most PIECE_FLOATS each (as does a
+# big training step, above), a size that stays in a core's cache: on the 2-core CPU of benchmarks/RESULTS.md, pieces of 2^20 floats
 # evaluate the fashion-cnn 1.6x faster than pieces of 2^25, and 2^19 or 2^21 are slower.
 EVAL_FLOATS = 1 << 25
 PIECE_FLOATS = 1 << 20

@@ -245,3 +245,87 @@ def test_probabilities_read_the_output_as_its_activation_means_it():
     jitted = jax.jit(p, static_argnums=0)(net(M.identity), jnp.asarray(logits[:2], jnp.float32))
     assert isinstance(jitted, jax.Array)
     np.testing.assert_allclose(jitted, want[:2], rtol=1e-6)
+
+
+# --- a big step in pieces (model.in_pieces) ---------------------------------------------------
+
+def _cnn(*extra):
+    """A small CNN whose workspace is 8 * 8 * (9 * 2 + 4) = 1,408 floats a row."""
+    lay = fn.layers
+    return fn.model.network(
+        lay.serial(lay.Reshape((8, 8, 2)), lay.Conv2D(4, 3), M.relu, lay.MaxPool2D(2), *extra,
+                   lay.Flatten(), lay.Dense(5)),
+        input_shape=(128,), loss=L.softmax_cross_entropy)
+
+
+def _rows(n, dtype):
+    x = jax.random.normal(jax.random.key(1), (n, 128), dtype)
+    return fn.data.Dataset(x, fn.data.one_hot(jnp.arange(n) % 5, 5, dtype))
+
+
+@pytest.mark.parametrize("pieces", [2, 3, 5, 13])
+def test_a_step_in_pieces_is_the_step_in_one_float64(pieces, x64):
+    """Loss, gradient and output of 13 rows in pieces (the last one overlapping the one
+    before, rows 10-12 of weight 0: with 13 pieces two pieces hold padding only) equal the
+    one-piece step's to rounding."""
+    net = _cnn()
+    params = fn.model.init(jax.random.key(0), net, jnp.float64)
+    batch, w = _rows(13, jnp.float64), jnp.ones(13).at[10:].set(0.0)
+    whole = fn.model.backprop(net, params, batch, w, train=False, pieces=1)
+    split = fn.model.backprop(net, params, batch, w, train=False, pieces=pieces)
+    assert split[3] is None                                  # no caches: nothing to update
+    np.testing.assert_allclose(split[0], whole[0], rtol=1e-13)
+    np.testing.assert_allclose(split[2], whole[2], rtol=1e-13, atol=1e-15)
+    for a, b in zip(jax.tree.leaves(split[1]), jax.tree.leaves(whole[1])):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-15)
+    # and both are jax.grad's
+    ref = jax.grad(lambda p: fn.model.loss(net, p, batch, w))(params)
+    for a, b in zip(jax.tree.leaves(split[1]), jax.tree.leaves(ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-15)
+
+
+def test_which_steps_run_in_pieces():
+    per_row = 8 * 8 * (9 * 2 + 4)
+    net, budget = _cnn(), fn.model.PIECE_FLOATS
+    assert net.layer.workspace(net.input_shape) == per_row
+    assert fn.model.step_pieces(net, budget // per_row) == 1          # fits: whole
+    rows = budget // per_row
+    assert fn.model.step_pieces(net, 10 * rows) == 10                 # pieces of <= rows rows
+    assert fn.model.step_pieces(net, 10 * rows + 1) == 11
+    with_bn = _cnn(fn.layers.BatchNorm())                             # the batch's statistics
+    assert with_bn.layer.couples_rows and not net.layer.couples_rows
+    assert fn.model.step_pieces(with_bn, 100 * rows) == 1
+    residual = fn.layers.serial(fn.layers.Residual(fn.layers.BatchNorm()))
+    assert residual.couples_rows
+
+
+def test_dropout_in_pieces_draws_each_pieces_mask_from_its_key():
+    net = _cnn(fn.layers.Dropout(0.5))
+    params = fn.model.init(jax.random.key(0), net)
+    batch, w = _rows(12, jnp.float32), jnp.ones(12)
+    step = lambda key: fn.model.backprop(net, params, batch, w, key, pieces=3)
+    a, b, c = step(jax.random.key(7)), step(jax.random.key(7)), step(jax.random.key(8))
+    for u, v in zip(jax.tree.leaves(a[1]), jax.tree.leaves(b[1])):
+        np.testing.assert_array_equal(u, v)                           # same key, same step
+    assert not np.allclose(a[0], c[0])                                # another key, other masks
+
+
+def test_fit_runs_a_big_step_in_pieces_and_learns_the_same(monkeypatch, x64):
+    """fit with a budget that splits each batch of 24 into 3 pieces ends where fit with the
+    whole batch ends (float64, 2 epochs); compiled afresh for each budget."""
+    net = _cnn()
+    params = fn.model.init(jax.random.key(0), net, jnp.float64)
+    train = _rows(48, jnp.float64)
+    def run(budget):
+        monkeypatch.setattr(fn.model, "PIECE_FLOATS", budget)
+        jax.clear_caches()
+        return fn.train.fit(jax.random.key(2), net, params, train, None, epochs=2, lr=0.1,
+                            batch_size=24, verbose=False)
+    assert fn.model.step_pieces(net, 24) == 1
+    whole = run(1 << 30)
+    split = run(8 * 1408)
+    assert fn.model.step_pieces(net, 24) == 3                         # (the budget fit read)
+    for a, b in zip(jax.tree.leaves(split[0]), jax.tree.leaves(whole[0])):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(split[1]["train_loss"], whole[1]["train_loss"], rtol=1e-12)
+    jax.clear_caches()

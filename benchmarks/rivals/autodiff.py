@@ -2,7 +2,8 @@
 
 The same epoch keys, shuffles, batches and dropout masks as `fn.train.fit` (so its losses must
 match fit's), each step's gradient from `jax.value_and_grad` of the network's own forward
-(`net.layer.apply(train=True)`) and loss, then SGD and BatchNorm's running statistics as fit
+(`net.layer.apply(train=True)`) and loss, in the pieces fit would run a big step in (so the
+two differ by their gradients only), then SGD and BatchNorm's running statistics as fit
 moves them. Sections 1 (the MLP) and 7 (the CNNs) time it against fit.
 """
 from __future__ import annotations
@@ -27,10 +28,21 @@ def autodiff_fit(key, params, train, lr, *, net, epochs, batch_size):
         out, caches = net.layer.apply(params, x, True, key)
         return net.loss.fn(out, y, w), (out, caches)
 
+    def grads(params, batch, w, key):
+        (value, (out, caches)), g = jax.value_and_grad(loss, has_aux=True)(
+            params, batch.x, batch.y, w, key)
+        return value, g, out, caches
+
+    pieces = fn.model.step_pieces(net, batch_size)            # fit's pieces of a big step
+
     def step(params, inputs):
         rows, w, key = inputs                                 # i32[batch_size], f32[batch_size]
         x, y = train.x[rows], train.y[rows]
-        (value, (out, caches)), g = jax.value_and_grad(loss, has_aux=True)(params, x, y, w, key)
+        batch = fn.data.Dataset(x, y)
+        if pieces > 1:
+            value, g, out, caches = fn.model.in_pieces(grads, params, batch, w, key, pieces)
+        else:
+            value, g, out, caches = grads(params, batch, w, key)
         new = fn.model.sgd(params, g, lr)                     # p <- p - lr dL/dp
         n_rows = w.sum()                                      # rows that are not padding
         return (fn.model.update_state(net, params, new, caches),   # BatchNorm's statistics

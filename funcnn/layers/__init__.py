@@ -13,6 +13,9 @@ per example (no batch axis); data are NHWC (`x: f32[n, h, w, c]`), convolution k
   buffers in the `state_dict`); their gradient is zero, and after each training step `fit`
   and `grad_step` set them from the step's batch here, so no optimizer or weight decay
   ever moves them. Every other layer returns `p_new` as it is.
+- `couples_rows`: True where a row's training output reads the other rows (BatchNorm's batch
+  statistics). A big training step runs its rows in pieces (`funcnn.model.in_pieces`) only
+  when no layer does; a layer of your own that mixes rows must say so.
 `serial(*layers)` is itself a layer; an activation of `funcnn.math` in it is a layer with no
 numbers. `serial(..., image_layout="CHWN")` runs its image layers channels first and batch
 last inside (each such layer has a `layout` field that only `serial` sets; windows.py says

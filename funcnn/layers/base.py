@@ -16,6 +16,7 @@ from funcnn.checks import InputError, InputTypeError, integer
 class Layer:
     """The defaults every layer shares: no numbers, no key, no state, NHWC images only."""
     needs_key = False                    # does apply(train=True) draw random numbers?
+    couples_rows = False                 # does a row's training output read other rows?
     takes_chwn = False                   # can it compute on CHWN images? (windows.py)
 
     def in_layout(self, layout):

@@ -35,6 +35,10 @@ class Residual(Layer):
         return self.layer.needs_key
 
     @property
+    def couples_rows(self):
+        return self.layer.couples_rows
+
+    @property
     def takes_chwn(self):
         return self.layer.takes_chwn
 
@@ -88,6 +92,10 @@ class Serial(Layer):
     @cached_property
     def needs_key(self):
         return any(layer.needs_key for layer in self.layers)
+
+    @cached_property
+    def couples_rows(self):
+        return any(layer.couples_rows for layer in self.layers)
 
     @property
     def takes_chwn(self):

@@ -41,6 +41,7 @@ class BatchNorm(Layer):
     eps: float = 1e-5
     layout: str = NHWC                   # the axis order of an image x; set by serial
     takes_chwn = True
+    couples_rows = True                  # the batch's mu and var: a step runs whole
 
     def __post_init__(self):                  # keep plain floats: equal layers hash alike
         momentum = number("BatchNorm's momentum", self.momentum)
