@@ -75,7 +75,7 @@ PLANS = {
                  seed_rows=50_000, seed_val=10_000, seed_epochs=5, seed_repeats=3,
                  gpu_batches=(128, 1024), gpu_square=8192, gpu_square_steps=20,
                  cnn_batches=(32, 128, 512), cnn_steps=40, cnn_min_steps=24, cnn_flops=3e10,
-                 cnn_repeats=3, cnn_compile=True, cnn_eval_rows=10_000, cnn_eval_chunk=500,
+                 cnn_repeats=5, cnn_compile=True, cnn_eval_rows=10_000, cnn_eval_chunk=500,
                  cnn_eval_repeats=3, growth_sides=(28, 56),
                  growth_channels=((16, 32), (32, 64), (64, 128)), growth_batches=(32, 128, 512),
                  growth_cnn_flops=3e10, growth_cnn_repeats=3),

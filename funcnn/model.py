@@ -251,20 +251,27 @@ def update_state(net, params, new_params, caches):
 # --- a big step in pieces ---------------------------------------------------------------------
 # A training step whose rows would need more than PIECE_FLOATS floats of workspace (below) runs
 # them in pieces, one after another, and sums their gradients: the same numbers up to rounding,
-# while a piece's activations, patch matrices and their gradients stay in the cache. fit, the
-# issue's small CNN (34,496 floats a row): batch 128 in 5 pieces of 26 rows 0.81-0.87x the step
-# in one (budgets of 2^19 and 2^21 floats: 0.93x, 0.90x), batch 512 in 18 pieces 0.72-0.79x;
-# the NumPy seed's MLP, full batch of 50,000 rows in 38 pieces: 0.97x (2026-12-06, AMD EPYC
-# Zen 4, AVX-512, 2 cores; A/B in alternating processes). A network whose layers couple the
-# rows in training (BatchNorm's batch statistics) always runs whole.
+# while a piece's activations, patch matrices and their gradients stay in the cache. A piece
+# keeps at least PIECE_ROWS rows: with fewer, the products (Winograd's 16 above all) run far
+# below the machine's rate. fit at batch 128, pieces of 32 rows against the whole step: the
+# issue's small CNN (34,496 floats a row) 0.85x (26 rows: 0.81-0.87x, 15 rows: 0.93x); with 32
+# -> 64 channels, Winograd, 68,992 floats a row, 0.91x (15 rows: 1.12x, slower); fashion-cnn
+# without its BatchNorm 0.78x (15 rows: 1.11x); 64 -> 128 channels (137,984 floats a row, over
+# the 4 PIECE_FLOATS cap at 32 rows) 1.08x, so it runs whole. The NumPy seed's MLP, a full
+# batch of 50,000 rows in 38 pieces: 0.97x (2026-12-06, AMD EPYC Zen 4, AVX-512, 2 cores; A/B
+# in alternating processes, 4-5 rounds). A network whose layers couple the rows in training
+# (BatchNorm's batch statistics) always runs whole.
 
 def step_pieces(net, n: int) -> int:
-    """How many pieces a training step on n rows runs in: 1 unless the rows' workspace is
-    over PIECE_FLOATS and no layer couples the rows."""
+    """How many pieces a training step on n rows runs in: pieces of PIECE_FLOATS floats of
+    workspace, but of no fewer than PIECE_ROWS rows; 1 if a layer couples the rows, or if
+    PIECE_ROWS rows would need over 4 PIECE_FLOATS (a piece that feeds the products well
+    would not stay in the cache)."""
     per_row = net.layer.workspace(net.input_shape)
-    if net.layer.couples_rows or n * per_row <= PIECE_FLOATS:
+    rows = max(PIECE_ROWS, PIECE_FLOATS // per_row)
+    if net.layer.couples_rows or n <= rows or rows * per_row > 4 * PIECE_FLOATS:
         return 1
-    return -(-n // max(1, PIECE_FLOATS // per_row))
+    return -(-n // rows)
 
 
 def in_pieces(grads, params, batch, w, key, pieces: int):
@@ -310,6 +317,7 @@ def in_pieces(grads, params, batch, w, key, pieces: int):
 # evaluate the fashion-cnn 1.6x faster than pieces of 2^25, and 2^19 or 2^21 are slower.
 EVAL_FLOATS = 1 << 25
 PIECE_FLOATS = 1 << 20
+PIECE_ROWS = 32
 
 
 @partial(jax.jit, static_argnames=("net", "train"))

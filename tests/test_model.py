@@ -292,6 +292,14 @@ def test_which_steps_run_in_pieces():
     rows = budget // per_row
     assert fn.model.step_pieces(net, 10 * rows) == 10                 # pieces of <= rows rows
     assert fn.model.step_pieces(net, 10 * rows + 1) == 11
+    wide = 2 * budget // fn.model.PIECE_ROWS                          # floats a row: pieces
+    assert max(fn.model.PIECE_ROWS, budget // wide) == fn.model.PIECE_ROWS   # of PIECE_ROWS rows
+    wide_net = fn.model.network(fn.layers.serial(fn.layers.Dense(7)), input_shape=(wide,),
+                                loss=L.mse)
+    assert fn.model.step_pieces(wide_net, 100) == -(-100 // fn.model.PIECE_ROWS)
+    too_wide = fn.model.network(fn.layers.serial(fn.layers.Dense(7)),      # 32 rows: over
+                                input_shape=(5 * budget // fn.model.PIECE_ROWS,), loss=L.mse)
+    assert fn.model.step_pieces(too_wide, 1000) == 1                  # the cap: whole
     with_bn = _cnn(fn.layers.BatchNorm())                             # the batch's statistics
     assert with_bn.layer.couples_rows and not net.layer.couples_rows
     assert fn.model.step_pieces(with_bn, 100 * rows) == 1
@@ -316,6 +324,7 @@ def test_fit_runs_a_big_step_in_pieces_and_learns_the_same(monkeypatch, x64):
     net = _cnn()
     params = fn.model.init(jax.random.key(0), net, jnp.float64)
     train = _rows(48, jnp.float64)
+    monkeypatch.setattr(fn.model, "PIECE_ROWS", 8)
     def run(budget):
         monkeypatch.setattr(fn.model, "PIECE_FLOATS", budget)
         jax.clear_caches()
