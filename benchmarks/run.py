@@ -1,6 +1,6 @@
 """Every benchmark of issue 5 in one command; the tables go to `benchmarks/RESULTS.md`.
 
-    python benchmarks/run.py            # everything (about 14 minutes on 2 cores); writes RESULTS.md
+    python benchmarks/run.py            # everything (about 18 minutes on 2 cores); writes RESULTS.md
     python benchmarks/run.py --quick    # smoke run (CI, half a minute): small data, one repeat;
                                         # checks that every implementation learns, no timing
     python benchmarks/run.py --only ensembles   # one section (repeatable); writes no file

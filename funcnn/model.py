@@ -313,11 +313,12 @@ def in_pieces(grads, params, batch, w, key, pieces: int):
 
 # Evaluation that would need more than EVAL_FLOATS floats at once (10,000 images through a
 # convolution's patches: 340 million) runs in pieces of at most PIECE_FLOATS each (as does a
-# big training step, above), a size that stays in a core's cache: on the 2-core CPU of benchmarks/RESULTS.md, pieces of 2^20 floats
-# evaluate the fashion-cnn 1.6x faster than pieces of 2^25, and 2^19 or 2^21 are slower.
+# big training step, above), a size that stays in a core's cache: on the 2-core CPU of
+# benchmarks/RESULTS.md, pieces of 2^20 floats evaluate the fashion-cnn 1.6x faster than
+# pieces of 2^25, and 2^19 or 2^21 are slower.
 EVAL_FLOATS = 1 << 25
 PIECE_FLOATS = 1 << 20
-PIECE_ROWS = 32
+PIECE_ROWS = 32                 # a training piece's fewest rows (step_pieces)
 
 
 @partial(jax.jit, static_argnames=("net", "train"))
