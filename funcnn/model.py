@@ -227,12 +227,11 @@ def backprop(net, params, batch, w, key=None, train=True, pieces=None):
     `update_state` needs to move running statistics after a step. A big batch runs in
     `pieces` (None: `step_pieces` decides; see `in_pieces`)."""
     pieces = step_pieces(net, batch.x.shape[0]) if pieces is None else pieces
-    if pieces > 1:
-        return in_pieces(partial(_backprop, net, train=train), params, batch, w, key, pieces)
-    return _backprop(net, params, batch, w, key, train)
+    return in_pieces(partial(_backprop, net, train=train), params, batch, w, key, pieces)
 
 
 def _backprop(net, params, batch, w, key=None, train=True):
+    """backprop on the batch at once, the whole algorithm."""
     out, caches = net.layer.apply(params, batch.x, train, key)       # forward, with the tape
     g = net.loss.vjp(out, batch.y, w)                                # dL/d(output)
     d_params, _ = net.layer.vjp(params, caches, g)                   # back through the layers
@@ -277,10 +276,13 @@ def step_pieces(net, n: int) -> int:
 def in_pieces(grads, params, batch, w, key, pieces: int):
     """grads(params, batch, w, key) -> (loss, dL/dparams, output, caches), run on `pieces`
     slices of `rows` rows in turn (a lax.scan) -> the whole batch's (loss, dL/dparams,
-    output, None). With S = sum_i w_i and S_p a piece's sum, L = sum_i w_i l_i / S =
-    sum_p (S_p / S) L_p, and the gradient likewise. The last slice ends at row n; rows in
-    it that an earlier piece had count with weight 0 (so nothing is copied or padded).
-    Dropout's masks come from one key per piece, split from `key`."""
+    output, None); one piece is grads' own call, caches and all. With S = sum_i w_i and S_p a
+    piece's sum, L = sum_i w_i l_i / S = sum_p (S_p / S) L_p, and the gradient likewise. The
+    last slice ends at row n; rows in it that an earlier piece had count with weight 0 (so
+    nothing is copied or padded). Dropout's masks come from one key per piece, split from
+    `key`."""
+    if pieces == 1:
+        return grads(params, batch, w, key)
     n = batch.x.shape[0]
     rows = -(-n // pieces)
     impl = None if key is None else jax.random.key_impl(key)

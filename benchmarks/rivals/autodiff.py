@@ -38,11 +38,8 @@ def autodiff_fit(key, params, train, lr, *, net, epochs, batch_size):
     def step(params, inputs):
         rows, w, key = inputs                                 # i32[batch_size], f32[batch_size]
         x, y = train.x[rows], train.y[rows]
-        batch = fn.data.Dataset(x, y)
-        if pieces > 1:
-            value, g, out, caches = fn.model.in_pieces(grads, params, batch, w, key, pieces)
-        else:
-            value, g, out, caches = grads(params, batch, w, key)
+        value, g, out, caches = fn.model.in_pieces(grads, params, fn.data.Dataset(x, y), w, key,
+                                                   pieces)
         new = fn.model.sgd(params, g, lr)                     # p <- p - lr dL/dp
         n_rows = w.sum()                                      # rows that are not padding
         return (fn.model.update_state(net, params, new, caches),   # BatchNorm's statistics
