@@ -8,6 +8,12 @@ relative error of each leaf, `max |hand - auto| / scale`, and whether all are be
 `jax.vjp` of its `apply`, for the params and the input. Both print as a small table in a REPL.
 Run them after writing a new activation, loss or layer.
 
+Trees first, then numbers: a hand gradient must be shaped like its parameters, the same tree
+(dict keys, tuple lengths) and each leaf the same shape and kind of number, before any leaf is
+compared by value. A `{"scale": ..}` for params `{"s": ..}`, a tuple for a dict or an f64[1, d]
+for an f64[d] fails, named by its path, with what was expected and what came (values compared
+by position, or broadcast against each other, would pass it).
+
 The scale of a leaf is the largest |auto| in it, but at least 1e-3 of the largest in the whole
 tree: a leaf whose true gradient is zero (a bias just before a BatchNorm, which the
 normalisation cancels) is rounding noise on both sides, judged against the network's scale.
@@ -29,17 +35,18 @@ FLOOR = 1e-3   # a leaf's scale is at least this fraction of the tree's largest 
 
 
 class GradcheckReport(NamedTuple):
-    errors: dict[str, float]   # leaf path, e.g. "[0]['w']" -> worst relative error
+    errors: dict[str, float]   # leaf path, e.g. "[0]['w']" -> worst relative error (inf: misshapen)
     rtol: float                # a leaf passes when its error is below this
     dtype: str                 # the precision the check ran in
+    problems: tuple = ()       # (path, what): where the hand gradient is not shaped like params
 
     @property
     def passed(self) -> bool:
-        return all(e < self.rtol for e in self.errors.values())
+        return not self.problems and all(e < self.rtol for e in self.errors.values())
 
     @property
     def worst(self) -> float:
-        return max(self.errors.values())
+        return float("inf") if self.problems else max(self.errors.values(), default=0.0)
 
     def __bool__(self) -> bool:
         return self.passed
@@ -47,11 +54,17 @@ class GradcheckReport(NamedTuple):
     def __repr__(self) -> str:
         lines = [f"gradcheck ({self.dtype}, rtol {self.rtol:.0e}): "
                  f"{'PASS' if self.passed else 'FAIL'}, worst {self.worst:.2e}"]
-        width = max(len(p) for p in self.errors)
+        width = max((len(p) for p in self.errors), default=0)
         for path, e in self.errors.items():
-            name = path if path.startswith("d") else f"params{path}"
-            lines.append(f"  {name:<{width + 6}} {e:.2e}  {'ok' if e < self.rtol else 'FAIL'}")
+            lines.append(f"  {_name(path):<{width + 6}} {e:>8.2e}  "
+                         f"{'ok' if e < self.rtol else 'FAIL'}")
+        lines += [f"  FAIL {_name(path)}: {what}" for path, what in self.problems]
         return "\n".join(lines)
+
+
+def _name(path: str) -> str:
+    """A leaf's path as the report prints it: "[1]['s']" -> "params[1]['s']"; "dx" as is."""
+    return path if path.startswith("d") else f"params{path}"
 
 
 def relative_error(hand, auto, floor: float = 0.0) -> float:
@@ -62,14 +75,54 @@ def relative_error(hand, auto, floor: float = 0.0) -> float:
     return float(np.abs(hand - auto).max(initial=0.0)) / scale
 
 
-def compare(hand, auto) -> dict[str, float]:
-    """Leaf path -> relative error, for two trees of the same structure."""
+def compare(hand, auto) -> tuple[dict[str, float], tuple[tuple[str, str], ...]]:
+    """(leaf path -> relative error, problems), `auto` the truth. First the trees: each place
+    where `hand` is not shaped like `auto` is a problem (path, what differs), and each of
+    auto's leaves there gets an error of inf; only the leaves that match in path, shape and
+    kind are compared by value, so no arithmetic ever mixes two misshapen leaves."""
     hand, auto = jax.tree.map(np.asarray, (hand, auto))
     leaves = jax.tree.leaves(auto)
     top = max((float(np.abs(a).max(initial=0.0)) for a in leaves), default=0.0)
-    return {jax.tree_util.keystr(path): relative_error(h, a, FLOOR * top)
-            for (path, h), a in zip(jax.tree_util.tree_leaves_with_path(hand), leaves,
-                                    strict=True)}
+    errors, problems = {}, []
+    for path, h, a, what in _pairs(hand, auto, ()):
+        if what is not None:
+            problems.append((jax.tree_util.keystr(path), what))
+        for leaf_path, leaf in jax.tree_util.tree_leaves_with_path(a):
+            errors[jax.tree_util.keystr((*path, *leaf_path))] = (
+                float("inf") if what is not None else relative_error(h, leaf, FLOOR * top))
+    return errors, tuple(problems)
+
+
+def _pairs(hand, auto, path):
+    """(path, hand, auto, what) for two trees walked side by side: each leaf of `auto` with
+    its hand leaf (what = None), or a subtree where the two differ (what says how)."""
+    children = jax.tree_util.default_registry.flatten_one_level_with_keys
+    h_node, a_node = children(hand), children(auto)
+    if a_node is None and h_node is None:                        # two leaves
+        if hand.shape != auto.shape:
+            what = f"expected shape {auto.shape}, got {hand.shape}"
+        elif hand.dtype.kind != auto.dtype.kind:
+            what = f"expected {auto.dtype} numbers, got {hand.dtype}"
+        else:
+            what = None
+        yield path, hand, auto, what
+    elif (a_node is None or h_node is None or type(hand) is not type(auto)
+          or [k for k, _ in h_node[0]] != [k for k, _ in a_node[0]]):
+        yield path, hand, auto, f"expected {_spec(auto)}, got {_spec(hand)}"
+    else:
+        for (key, h), (_, a) in zip(h_node[0], a_node[0], strict=True):
+            yield from _pairs(h, a, (*path, key))
+
+
+class _Text(str):
+    def __repr__(self):
+        return str(self)
+
+
+def _spec(tree, most: int = 160) -> str:
+    """A tree with its leaves as dtype[shape]: {'s': float64[4]}; cut at `most` characters."""
+    text = repr(jax.tree.map(lambda v: _Text(f"{v.dtype}{list(v.shape)}"), tree))
+    return text if len(text) <= most else text[:most - 3] + "..."
 
 
 def _copy(key):
@@ -109,9 +162,9 @@ def gradcheck(net, params: model.Params, batch: Dataset, w=None, *, key=None,
         if key is None and train and net.layer.needs_key:
             key = jax.random.key(0)                     # a check: any fixed mask will do
         hand, auto = both_grads(net, params, batch, w, key, train=train)
-        errors = compare(hand, auto)
+        errors, problems = compare(hand, auto)
     return GradcheckReport(errors, rtol if rtol is not None else (1e-9 if x64 else 1e-4),
-                           "float64" if x64 else "float32")
+                           "float64" if x64 else "float32", problems)
 
 
 def check_layer(layer, input_shape, *, key=None, n: int = 3, train: bool = True,
@@ -135,11 +188,21 @@ def check_layer(layer, input_shape, *, key=None, n: int = 3, train: bool = True,
         x = (jax.random.normal(k_x, (n, *input_shape), dtype) if x is None
              else jnp.asarray(x, dtype))
         g = jax.random.normal(k_g, (x.shape[0], *out_shape), dtype)
-        hand, auto = _layer_grads(layer, p, x, g, k_a, train=bool(train))
-        errors = compare({"dp": hand[0], "dx": hand[1]}, {"dp": auto[0], "dx": auto[1]})
-        errors = {k.replace("['dp']", "").replace("['dx']", "dx"): v for k, v in errors.items()}
+        keys = L.row_keys(k_a, x.shape[0])               # one key per row, as in a network
+        hand, auto = _layer_grads(layer, p, x, g, keys, train=bool(train))
+        pair = isinstance(hand, (tuple, list)) and len(hand) == 2
+        errors, problems = compare({"dp": hand[0], "dx": hand[1]} if pair else hand,
+                                   {"dp": auto[0], "dx": auto[1]})
+        errors = {_layer_path(k): v for k, v in errors.items()}
+        problems = tuple((_layer_path(k), what) for k, what in problems)
     return GradcheckReport(errors, rtol if rtol is not None else (1e-9 if x64 else 1e-4),
-                           "float64" if x64 else "float32")
+                           "float64" if x64 else "float32", problems)
+
+
+def _layer_path(path: str) -> str:
+    """check_layer's paths: "['dp']['w']" -> "['w']", "['dx']" -> "dx", and the whole tree
+    (a vjp that returned no pair (dL/dp, dL/dx)) -> "dp, dx"."""
+    return "dp, dx" if path == "" else path.replace("['dp']", "").replace("['dx']", "dx")
 
 
 @partial(jax.jit, static_argnames=("layer", "train"))

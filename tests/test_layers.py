@@ -1,6 +1,7 @@
-"""Layers: each VJP against jax.grad (float64, 1e-9; float32, 1e-4), the dot-product test and
-finite differences, dropout's statistics, BatchNorm's two modes, composition, and errors that
-name the layer before anything compiles."""
+"""Layers: each VJP against jax.grad (float64, 1e-9; float32 against the float64 truth, within
+the rounding bound of conftest.py), the dot-product test and finite differences, dropout's
+statistics, BatchNorm's two modes, composition, and errors that name the layer before anything
+compiles."""
 import itertools
 
 import jax
@@ -85,18 +86,26 @@ def test_winograd_gives_the_patches_numbers(shape, padding, layout, x64):
         np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-13)
 
 
-def test_winograd_float32_close_to_patches():
-    """float32: the transforms' extra adds keep y and the gradients within 1e-5 of the patch
-    product's (relative to the largest element)."""
+def test_winograd_float32_close_to_patches(x64, float32_errors, float32_bound, to64):
+    """float32: y, dW, db and dx of both formulations against the float64 truth (the patch
+    product in float64 on the same numbers), each within the rounding bound of its longest sum
+    (4 rows of 14x14x8 into 16 filters): y sums 3x3x8 products, dW and db 4x14x14 positions, dx
+    16 filters and then 9 windows; Winograd's transforms add 22 terms (input 4, kernel 9,
+    output 9)."""
     convs = [L.Conv2D(16, 3, formulation=f) for f in ("patches", "winograd")]
     p = convs[0].init(jax.random.key(0), (14, 14, 8), jnp.float32)
     x = jax.random.normal(jax.random.key(1), (4, 14, 14, 8), jnp.float32)
-    (ya, ca), (yb, cb) = (c.apply(p, x) for c in convs)
-    g = jax.random.normal(jax.random.key(2), ya.shape, jnp.float32)
-    pairs = [(yb, ya), *zip(jax.tree.leaves(convs[1].vjp(p, cb, g)),
-                            jax.tree.leaves(convs[0].vjp(p, ca, g)))]
-    for u, v in pairs:
-        assert float(jnp.max(jnp.abs(u - v)) / jnp.max(jnp.abs(v))) < 1e-5
+    g = jax.random.normal(jax.random.key(2), (4, 14, 14, 16), jnp.float32)
+    y, cache = convs[0].apply(to64(p), to64(x))
+    dp, dx = convs[0].vjp(to64(p), cache, to64(g))
+    truth = {"y": y, "w": dp["w"], "b": dp["b"], "dx": dx}
+    terms = {"y": 3 * 3 * 8, "w": 4 * 14 * 14, "b": 4 * 14 * 14, "dx": 16 + 9}
+    for conv, extra in zip(convs, (0, 22), strict=True):
+        y, cache = conv.apply(p, x)
+        dp, dx = conv.vjp(p, cache, g)
+        for name, got in {"y": y, "w": dp["w"], "b": dp["b"], "dx": dx}.items():
+            error = float32_errors(got, truth[name])[""]
+            assert error < float32_bound(terms[name] + extra), (conv.formulation, name, error)
 
 
 @pytest.mark.parametrize("kernel, stride, c_in, cpu", [
@@ -139,11 +148,22 @@ def test_layer_vjp_matches_autodiff_float64(layer, shape, train):
     assert report.worst < 1e-9, report
 
 
-def test_float32_tolerance():
-    for layer, shape in [(L.Conv2D(8, 3, stride=2), (9, 9, 3)), (L.BatchNorm(), (6, 6, 4)),
-                         (L.MaxPool2D(2), (8, 8, 3))]:
-        report = check(layer, shape, x64=False)
-        assert report.dtype == "float32" and report.worst < 1e-4, report
+@pytest.mark.parametrize("layer, shape, terms", [
+    (L.Conv2D(8, 3, stride=2), (9, 9, 3), 3 * 5 * 5 + 1),  # dW: 3 rows x 5x5 positions
+    (L.BatchNorm(), (6, 6, 4), 4 * 3 * 6 * 6 + 10),         # mean, var; the VJP's 2 sums
+    (L.MaxPool2D(2), (8, 8, 3), 1),                          # g routed: no sum at all
+], ids=repr)
+def test_float32_tolerance(layer, shape, terms, x64, float32_errors, float32_bound, to64):
+    """A layer's float32 VJP against jax.vjp of its apply in float64 on the same numbers,
+    within the rounding bound of its longest chain of sums (`terms`, 3 rows)."""
+    k_p, k_x, k_g = jax.random.split(jax.random.key(0), 3)
+    p = layer.init(k_p, shape, jnp.float32)
+    x = jax.random.normal(k_x, (3, *shape), jnp.float32)
+    y, cache = layer.apply(p, x, True)
+    g = jax.random.normal(k_g, y.shape, jnp.float32)
+    _, pull = jax.vjp(lambda p, x: layer.apply(p, x, True)[0], to64(p), to64(x))
+    errors = float32_errors(layer.vjp(p, cache, g), pull(to64(g)))
+    assert max(errors.values()) < float32_bound(terms), errors
 
 
 def test_max_pool_ties_go_to_the_first_element(x64):
@@ -354,7 +374,29 @@ def _small_cnn(dropout=0.25):
                 L.LayerNorm(), L.Dense(3), input_shape=(64,))
 
 
-def test_the_whole_cnn_gradients_match_autodiff(x64):
+# The small CNN's longest chain of sums (6 rows), forward to the loss and back to conv 1's W:
+# forward, conv 1 (3x3x1), conv 2 (3x3x4), BatchNorm's mean and variance (2 x 6x1x2), AvgPool
+# (2), Dense (6), LayerNorm's mean and variance (2 x 8), Dense (8), the loss (3 classes, 6
+# rows); back, the loss (3), Dense (3), LayerNorm (2 x 8), Dense (8), BatchNorm (2 x 12), conv
+# 2's dx (6 filters, then 9 windows) and conv 1's dW, the longest sum of all (6 x 8x8
+# positions); 12 more for exp, log, rsqrt and the elementwise steps. conftest.py: the bound.
+SMALL_CNN_TERMS = (9 + 36 + 2 * 12 + 2 + 6 + 2 * 8 + 8 + 3 + 6
+                   + 3 + 3 + 2 * 8 + 8 + 2 * 12 + 6 + 9 + 6 * 8 * 8 + 12)
+
+
+def _cnn_float32_and_truth(to64):
+    """The small CNN's hand gradient in float32, and jax.grad of its loss in float64 on the
+    same float32 numbers, with the same dropout mask (both drawn with x64 on)."""
+    net = _small_cnn()
+    params = fn.model.init(jax.random.key(0), net, jnp.float32)
+    batch = _batch(jax.random.key(1), 6, 64, 3, jnp.float32)
+    hand = fn.model.grads(net, params, batch, key=jax.random.key(4))
+    truth = jax.grad(lambda p: fn.model.loss(net, p, to64(batch), train=True,
+                                             key=jax.random.key(4)))(to64(params))
+    return hand, truth
+
+
+def test_the_whole_cnn_gradients_match_autodiff(x64, float32_errors, float32_bound, to64):
     net = _small_cnn()
     params = fn.model.init(jax.random.key(0), net, jnp.float64)
     batch = _batch(jax.random.key(1), 6, 64, 3, jnp.float64)
@@ -363,9 +405,29 @@ def test_the_whole_cnn_gradients_match_autodiff(x64):
         assert report.worst < 1e-9, report
     w = jnp.array([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])
     assert fn.gradcheck.gradcheck(net, params, batch, w, key=jax.random.key(3)).worst < 1e-9
-    report = fn.gradcheck.gradcheck(net, params, batch, key=jax.random.key(4), x64=False)
-    assert report.worst < 1e-4, report
     assert fn.gradcheck.gradcheck(net, params, batch).passed      # a fixed key by default
+    errors = float32_errors(*_cnn_float32_and_truth(to64))        # float32: the rounding bound
+    assert max(errors.values()) < float32_bound(SMALL_CNN_TERMS), errors
+
+
+def test_the_float32_bound_rejects_a_gradient_off_by_1e_3(x64, float32_errors, float32_bound,
+                                                          to64):
+    """The float32 check can fail: the CNN's gradient with every leaf 1e-3 too large is off by
+    1e-3 of the largest gradient, 7x the bound; one leaf 1% off fails too, for each leaf whose
+    largest gradient is a tenth of the tree's or more."""
+    hand, truth = _cnn_float32_and_truth(to64)
+    bound = float32_bound(SMALL_CNN_TERMS)
+    assert max(float32_errors(hand, truth).values()) < bound
+    off = jax.tree.map(lambda v: v * np.float32(1 + 1e-3), hand)
+    assert max(float32_errors(off, truth).values()) > 5 * bound
+    top = max(float(jnp.abs(t).max()) for t in jax.tree.leaves(truth))
+    leaves, tree = jax.tree.flatten(hand)
+    big = [i for i, t in enumerate(jax.tree.leaves(truth)) if jnp.abs(t).max() >= 0.1 * top]
+    assert len(big) >= 8, big                                     # all but the zero gradients
+    for i in big:
+        one = jax.tree.unflatten(tree, [v * np.float32(1.01) if j == i else v
+                                        for j, v in enumerate(leaves)])
+        assert max(float32_errors(one, truth).values()) > bound, i
 
 
 def test_same_key_gives_bitwise_the_same_run_dropout_included():
