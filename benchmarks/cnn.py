@@ -129,8 +129,8 @@ def formulations(net) -> list[str]:
 
 
 class _Whole(L.Serial):
-    """A serial that claims to couple its rows, so fit runs each of its steps in one piece."""
-    couples_rows = True
+    """A serial that does not say its rows are independent, so fit runs each step whole."""
+    independent_rows = False
 
 
 def whole_steps(net):

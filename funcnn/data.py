@@ -294,6 +294,36 @@ def _as_datasets(arrays) -> tuple[Dataset, Dataset]:
 
 # --- checks, in plain Python before any tracing --------------------------------------------
 
+def as_dataset(ds, name: str = "ds") -> Dataset:
+    """`ds` as a Dataset: a Dataset as it is, a plain (x, y) pair (a tuple or list of two)
+    made one; anything else refused."""
+    if isinstance(ds, Dataset):
+        return ds
+    if isinstance(ds, (tuple, list)) and len(ds) == 2:
+        return Dataset(*ds)
+    raise InputTypeError(f"{name} must be a Dataset(x, y) or an (x, y) pair, got "
+                         f"{type(ds).__name__}; build one with funcnn.data.Dataset(x, y)")
+
+
+def check_finite(x, name: str = "x") -> None:
+    """Raise if a concrete `x` holds NaN or Inf, naming the first such row (traced: nothing
+    to look at, so nothing is checked)."""
+    if isinstance(x, jax.core.Tracer):
+        return
+    if _in_host_memory(x):
+        v = np.asarray(x).reshape(x.shape[0], -1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isfinite(v.sum()):                     # one cheap pass when all is well
+                return
+        bad = ~np.isfinite(v).all(axis=1)
+    else:
+        with jax.ensure_compile_time_eval():
+            bad = jax.device_get(~jnp.isfinite(jnp.asarray(x).reshape(x.shape[0], -1)).all(1))
+    if bad.any():
+        raise InputError(f"{name} holds NaN or Inf (first in row {int(np.argmax(bad))}); a "
+                         "network's output for it would be NaN: clean or drop those rows")
+
+
 def check_dataset(ds, name: str = "ds") -> int:
     """Check that `ds` is a usable Dataset; return its row count n.
 
@@ -319,6 +349,12 @@ def check_dataset(ds, name: str = "ds") -> int:
                          "every example needs one row in each")
     if x.shape[0] == 0:
         raise InputError(f"{name} is empty (0 rows); it needs at least one example")
+    for part, v in (("x", x), ("y", y)):
+        kind = np.dtype(getattr(v, "dtype", np.float32)).kind
+        if kind not in "biuf" and str(getattr(v, "dtype", "")) != "bfloat16":
+            raise InputTypeError(f"{name}.{part} must hold real numbers (float, int or bool), "
+                                 f"got dtype {v.dtype}; convert it, e.g. "
+                                 f"{name}.{part}.astype(np.float32)")
     if isinstance(x, jax.core.Tracer) or isinstance(y, jax.core.Tracer):
         return x.shape[0]                         # traced: values unknown, shapes checked
     if _in_host_memory(x) and _in_host_memory(y):

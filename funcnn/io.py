@@ -65,6 +65,7 @@ def save(path, params, net=None, *, metadata: dict | None = None) -> Path:
     path = Path(path)
     if path.is_dir():
         raise InputError(f"path {path} is a directory; give a file name, like {path / 'ckpt.npz'}")
+    _check_parent(path)
     arrays, leaves, tree = _flatten(params)
     described = None if net is None else descriptions.describe(net)
     if described is not None:
@@ -74,6 +75,16 @@ def save(path, params, net=None, *, metadata: dict | None = None) -> Path:
               "tree": tree, "leaves": leaves}
     blob = np.frombuffer(json.dumps(header).encode(), np.uint8)
     return write_atomic(path, lambda f: np.savez(f, **{HEADER: blob}, **arrays))
+
+
+def _check_parent(path: Path) -> None:
+    """The directories above `path` must be directories or not exist yet (save creates them)."""
+    for above in path.parents:
+        if above.exists() or above.is_symlink():
+            if not above.is_dir():
+                raise InputError(f"path {path} cannot be written: {above} exists and is not a "
+                                 "directory; save into a directory, or move that file away")
+            return
 
 
 def _flatten(params):

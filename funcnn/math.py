@@ -4,6 +4,8 @@ Contract: an `Activation` holds `fn(z) -> a` and `vjp(z, a, g) -> g * da/dz` (a 
 product: the incoming gradient g = dL/da pulled back to dL/dz, without building the Jacobian).
 The VJP gets both z and a = fn(z) so it can reuse whichever makes the formula cheap.
 All act on the last axis of `f32[n, k]` arrays and stay finite at |z| = 1000 in float32.
+NaN in gives NaN out, in `fn` and in `vjp` alike (as jax.nn's do): a NaN never turns into a
+confident number.
 They are module-level values, so a network holding them hashes the same on every call.
 """
 from __future__ import annotations
@@ -45,9 +47,9 @@ tanh = Activation("tanh", _tanh, _tanh_vjp)
 
 
 def _relu(z):
-    return jnp.where(z > 0, z, 0.0)              # (autodiff of maximum(z, 0) would give 1/2 at 0)
-def _relu_vjp(z, a, g):
-    return jnp.where(z > 0, g, 0.0)              # relu'(z) = 1 if z > 0 else 0 (0 at z = 0)
+    return jnp.where(z <= 0, 0.0, z)             # max(z, 0), NaN kept (NaN <= 0 is false)
+def _relu_vjp(z, a, g):                          # relu'(z) = 1 if z > 0 else 0 (0 at z = 0),
+    return jnp.where(z > 0, g, jnp.where(z <= 0, 0.0, z))     # NaN where z is NaN
 relu = Activation("relu", _relu, _relu_vjp)
 
 

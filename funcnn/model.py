@@ -27,7 +27,7 @@ from jax import lax
 from funcnn import layers as L
 from funcnn import backend, rng
 from funcnn.checks import InputError, InputTypeError, integer, number
-from funcnn.data import Dataset, check_dataset
+from funcnn.data import Dataset, as_dataset, check_dataset, check_finite
 from funcnn.initializers import glorot, he, lecun, uniform, xavier  # noqa: F401 (re-exported)
 from funcnn.initializers import check_scheme
 from funcnn.layers import dense, dense_vjp  # noqa: F401 (re-exported)
@@ -88,6 +88,10 @@ def network(layer, input_shape, loss: Loss) -> Network:
     """
     layer = L.as_layer(layer, "layer")
     layer = layer if isinstance(layer, L.Serial) else L.serial(layer)   # params: a tuple
+    if not layer.layers:
+        raise InputError("layer is an empty serial(): a network needs at least one layer, "
+                         "e.g. serial(Dense(10))")
+    _check_hashable(layer)
     shape = (input_shape,) if isinstance(input_shape, int) else input_shape
     try:
         shape = tuple(integer("input_shape", s, 1) for s in shape)
@@ -104,7 +108,9 @@ def network(layer, input_shape, loss: Loss) -> Network:
         raise InputError(f"the network's output is {out} per example, but a loss compares a "
                          f"flat output (k,) with one-hot labels; end with Flatten() and a "
                          f"Dense(k)")
-    return Network(layer, shape, loss)
+    net = Network(layer, shape, loss)
+    _check_loss_fits(loss, net.output_activation, out[0])
+    return net
 
 
 @dataclass(frozen=True)
@@ -155,7 +161,43 @@ def mlp(sizes: Sequence[int], hidden: Activation, output: Activation, loss: Loss
     if not isinstance(loss, Loss):
         raise InputTypeError(f"loss must be a loss such as funcnn.losses.mse, got {type(loss).__name__}")
     check_scheme(init)
+    _check_loss_fits(loss, output, sizes[-1])
     return MLP(sizes, hidden, output, loss, init)
+
+
+def _check_loss_fits(loss, output: Activation, k: int) -> None:
+    """Refuse a loss that cannot read the network's output, with the fix."""
+    if loss.name == "softmax_cross_entropy" and k < 2:
+        raise InputError("loss softmax_cross_entropy needs k >= 2 outputs (one logit per "
+                         "class), but the network has 1: with one output the softmax is "
+                         "always 1 and nothing is learnt. Make the last layer 2 wide, or use "
+                         "a sigmoid output with binary_cross_entropy")
+    if loss.name == "binary_cross_entropy" and output.name not in ("sigmoid", "softmax"):
+        raise InputError(f"loss binary_cross_entropy needs outputs in (0, 1), but the "
+                         f"network's output activation is {output.name}; end with a sigmoid "
+                         "(or use softmax_cross_entropy on the raw outputs)")
+    if loss.name == "nll" and output.name != "log_softmax":
+        raise InputError(f"loss nll needs log-probabilities, but the network's output "
+                         f"activation is {output.name}; end with log_softmax (or use "
+                         "softmax_cross_entropy on the raw outputs)")
+
+
+def _check_hashable(layer) -> None:
+    """A network is a static argument of jit: each layer in it must hash. And a layer of
+    your own must have the protocol's three functions (funcnn/layers/__init__.py)."""
+    for i, sub in enumerate(layer.layers):
+        missing = [f for f in ("shape", "apply", "vjp") if not callable(getattr(sub, f, None))]
+        if missing:
+            raise InputTypeError(f"layer {i} ({type(sub).__name__}) has no {', '.join(missing)}: "
+                                 "a layer needs shape(input_shape), apply(p, x, train, key) "
+                                 "and vjp(p, cache, g) (see funcnn/layers/__init__.py)")
+        try:
+            hash(sub)
+        except TypeError as e:
+            raise InputTypeError(f"layer {i} ({type(sub).__name__}) cannot be hashed ({e}); a "
+                                 "layer is a description jit compiles for: make it a "
+                                 "@dataclass(frozen=True) whose fields are numbers, strings or "
+                                 "tuples (no lists, dicts or arrays)") from None
 
 
 # --- numbers ---------------------------------------------------------------------------------
@@ -163,7 +205,26 @@ def mlp(sizes: Sequence[int], hidden: Activation, output: Activation, loss: Loss
 def init(key: rng.Key, net, dtype=jnp.float32) -> Params:
     """Draw the parameters: one key per layer, split from `key` in order."""
     _check_net(net)
-    return _init(rng.check_key(key), net, jnp.dtype(dtype))
+    try:
+        dt = jnp.dtype(dtype)
+    except (TypeError, ValueError):
+        raise InputTypeError(f"dtype must be a floating-point dtype such as jnp.float32, got "
+                             f"{dtype!r}") from None
+    if not jnp.issubdtype(dt, jnp.floating):
+        raise InputTypeError(f"dtype must be a floating-point dtype (float32, float16, bfloat16, "
+                             f"float64), got {dt}; params take fractional steps: use "
+                             "dtype=jnp.float32 (the default)")
+    _check_layers(net)
+    return _init(rng.check_key(key), net, dt)
+
+
+@lru_cache(maxsize=256)
+def _check_layers(net) -> None:
+    """Trace the network once (shapes only, nothing runs): each layer's apply must return what
+    its shape() says (serial checks it, naming the layer, as it is traced)."""
+    params = _param_shapes(net, jnp.float32)
+    x = jax.ShapeDtypeStruct((2, *net.input_shape), jnp.float32)
+    jax.eval_shape(lambda p, x: net.layer.apply(p, x, False, None)[0], params, x)
 
 
 @partial(jax.jit, static_argnums=(1, 2))          # one compile per network, not one per draw
@@ -176,6 +237,7 @@ def forward(net, params: Params, x: jax.Array, *, train: bool = False, key=None)
     `train=True` (then dropout draws from `key` and BatchNorm uses the batch's statistics)."""
     check_params(net, params)
     _check_x(net, x)
+    check_finite(x, "x")
     return _forward(net, params, x, _check_mode(net, train, key), train=bool(train))
 
 
@@ -183,8 +245,8 @@ def loss(net, params: Params, batch: Dataset, w: jax.Array | None = None, *,
          train: bool = False, key=None) -> jax.Array:
     """The mean loss over `batch` (weighted by `w: f32[n]` if given; 0 drops a row)."""
     check_params(net, params)
-    check_batch(net, batch)
-    return _loss(net, params, batch, _weights(w, batch), _check_mode(net, train, key),
+    batch = check_batch(net, batch)
+    return _loss(net, params, batch, _weights(net, w, batch, train), _check_mode(net, train, key),
                  train=bool(train))
 
 
@@ -194,8 +256,8 @@ def value_and_grads(net, params: Params, batch: Dataset, w: jax.Array | None = N
     Trains by default: dropout from `key`, BatchNorm's batch statistics (whose running
     statistics get a zero gradient)."""
     check_params(net, params)
-    check_batch(net, batch)
-    return _value_and_grads(net, params, batch, _weights(w, batch),
+    batch = check_batch(net, batch)
+    return _value_and_grads(net, params, batch, _weights(net, w, batch, train),
                             _check_mode(net, train, key), train=bool(train))
 
 
@@ -215,9 +277,9 @@ def grad_step(net, params: Params, batch: Dataset, lr, w: jax.Array | None = Non
     """One step of gradient descent on `batch`. Returns (new params, the loss before it).
     BatchNorm's running statistics move with the batch's (they take no gradient step)."""
     check_params(net, params)
-    check_batch(net, batch)
+    batch = check_batch(net, batch)
     check_lr(lr)
-    return _grad_step(net, params, batch, _weights(w, batch), lr,
+    return _grad_step(net, params, batch, _weights(net, w, batch, train), lr,
                       _check_mode(net, train, key), train=bool(train))
 
 
@@ -232,7 +294,7 @@ def backprop(net, params, batch, w, key=None, train=True, pieces=None):
 
 def _backprop(net, params, batch, w, key=None, train=True):
     """backprop on the batch at once, the whole algorithm."""
-    out, caches = net.layer.apply(params, batch.x, train, key)       # forward, with the tape
+    out, caches = net.layer.apply(params, batch.x, train, key, w=w)  # forward, with the tape
     g = net.loss.vjp(out, batch.y, w)                                # dL/d(output)
     d_params, _ = net.layer.vjp(params, caches, g)                   # back through the layers
     return net.loss.fn(out, batch.y, w), d_params, out, caches
@@ -263,12 +325,13 @@ def update_state(net, params, new_params, caches):
 
 def step_pieces(net, n: int) -> int:
     """How many pieces a training step on n rows runs in: pieces of PIECE_FLOATS floats of
-    workspace, but of no fewer than PIECE_ROWS rows; 1 if a layer couples the rows, or if
+    workspace, but of no fewer than PIECE_ROWS rows; 1 unless every layer says its rows are
+    independent (BatchNorm's are not, nor a layer of your own that does not say so), or if
     PIECE_ROWS rows would need over 4 PIECE_FLOATS (a piece that feeds the products well
     would not stay in the cache)."""
     per_row = net.layer.workspace(net.input_shape)
     rows = max(PIECE_ROWS, PIECE_FLOATS // per_row)
-    if net.layer.couples_rows or n <= rows or rows * per_row > 4 * PIECE_FLOATS:
+    if not net.layer.independent_rows or n <= rows or rows * per_row > 4 * PIECE_FLOATS:
         return 1
     return -(-n // rows)
 
@@ -279,29 +342,30 @@ def in_pieces(grads, params, batch, w, key, pieces: int):
     output, None); one piece is grads' own call, caches and all. With S = sum_i w_i and S_p a
     piece's sum, L = sum_i w_i l_i / S = sum_p (S_p / S) L_p, and the gradient likewise. The
     last slice ends at row n; rows in it that an earlier piece had count with weight 0 (so
-    nothing is copied or padded). Dropout's masks come from one key per piece, split from
-    `key`."""
+    nothing is copied or padded). `key` is split into one key per row before the rows are
+    cut, and each piece takes its rows' keys: a row draws the dropout mask it would draw in
+    the whole batch, so the pieces' sum is the gradient of the whole batch's loss."""
     if pieces == 1:
         return grads(params, batch, w, key)
     n = batch.x.shape[0]
     rows = -(-n // pieces)
     impl = None if key is None else jax.random.key_impl(key)
-    keys = None if key is None else backend.keys_through_scan(jax.random.split(key, pieces))
+    keys = None if key is None else backend.keys_through_scan(L.row_keys(key, n))
     total = w.sum()
 
-    def piece(g_sum, inputs):
-        i, key_data = inputs
+    def piece(g_sum, i):
         start = jnp.minimum(i * rows, n - rows)
         x, y, w_p = (lax.dynamic_slice_in_dim(a, start, rows) for a in (batch.x, batch.y, w))
         w_p = jnp.where(start + jnp.arange(rows) >= i * rows, w_p, 0)   # not counted before
         share = w_p.sum() / total
         w_p = jnp.where(share > 0, w_p, 1.0)        # a piece of padding only: counted 0 times
-        key_p = None if key_data is None else backend.key_from_scan(key_data, impl)
+        key_p = None if keys is None else backend.key_from_scan(
+            lax.dynamic_slice_in_dim(keys, start, rows), impl)    # the piece's rows' keys
         loss, g, out, _ = grads(params, Dataset(x, y), w_p, key_p)
         return jax.tree.map(lambda s, d: s + share * d, g_sum, g), (share * loss, out)
 
     zeros = jax.tree.map(jnp.zeros_like, params)
-    g, (losses, out) = lax.scan(piece, zeros, (jnp.arange(pieces), keys))
+    g, (losses, out) = lax.scan(piece, zeros, jnp.arange(pieces))
     before_last = (pieces - 1) * rows                # the last piece's rows from there on
     out = jnp.concatenate([out[:-1].reshape(before_last, *out.shape[2:]),
                            out[-1, before_last - (n - rows):]])
@@ -324,11 +388,11 @@ PIECE_ROWS = 32                 # a training piece's fewest rows (step_pieces)
 
 
 @partial(jax.jit, static_argnames=("net", "train"))
-def _forward(net, params, x, key=None, *, train=False):
+def _forward(net, params, x, key=None, w=None, *, train=False):
     per_row = net.layer.workspace(net.input_shape)
     n = x.shape[0]
     if train or n * per_row <= EVAL_FLOATS:
-        return net.layer.apply(params, x, train, key)[0]
+        return net.layer.apply(params, x, train, key, w=w)[0]
     # a big evaluation in equal pieces of at most PIECE_FLOATS
     pieces = -(-n // max(1, PIECE_FLOATS // per_row))
     rows = -(-n // pieces)                                  # the last piece padded, a little
@@ -340,7 +404,7 @@ def _forward(net, params, x, key=None, *, train=False):
 
 @partial(jax.jit, static_argnames=("net", "train"))
 def _loss(net, params, batch, w, key=None, *, train=False):
-    return net.loss.fn(_forward(net, params, batch.x, key, train=train), batch.y, w)
+    return net.loss.fn(_forward(net, params, batch.x, key, w, train=train), batch.y, w)
 
 
 @partial(jax.jit, static_argnames=("net", "train"))
@@ -425,7 +489,24 @@ def _param_shapes(net, dtype):
     return jax.eval_shape(lambda: _init(jax.random.key(0), net, jnp.dtype(dtype)))
 
 
+def _check_x_array(x, name: str) -> None:
+    """`x` must be a NumPy or JAX array (a tracer too) of real numbers: int, float or bool."""
+    if not isinstance(x, (np.ndarray, jax.Array)):
+        kind = type(x).__module__.split(".")[0]
+        fix = (f"{name}.detach().cpu().numpy()" if kind == "torch" else
+               f"np.asarray({name}, np.float32)" if isinstance(x, (list, tuple)) else
+               f"a NumPy or JAX array, e.g. np.asarray({name}, np.float32)")
+        raise InputTypeError(f"{name} must be a NumPy or JAX array of numbers, got "
+                             f"{type(x).__module__}.{type(x).__qualname__}; pass {fix}")
+    if not (x.dtype == np.bool_ or jnp.issubdtype(x.dtype, jnp.integer)
+            or jnp.issubdtype(x.dtype, jnp.floating)):
+        raise InputTypeError(f"{name} must hold real numbers (float, int or bool), got dtype "
+                             f"{x.dtype}; convert it, e.g. {name}.astype(np.float32) (strings: "
+                             "parse them to numbers first; complex: take .real or abs)")
+
+
 def _check_x(net, x, name: str = "x") -> None:
+    _check_x_array(x, name)
     shape = tuple(net.input_shape)
     if getattr(x, "ndim", None) != 1 + len(shape):
         raise InputError(f"{name} must be a {1 + len(shape)}-D array [n, "
@@ -441,9 +522,11 @@ def _check_x(net, x, name: str = "x") -> None:
                          f"expects {shape}")
 
 
-def check_batch(net, batch, name: str = "batch") -> None:
-    """Raise if `batch` is not a usable Dataset (see `data.check_dataset`: rows, NaN/Inf,
-    one-hot) whose x and y fit the network's input and output."""
+def check_batch(net, batch, name: str = "batch") -> Dataset:
+    """`batch` as a Dataset (a plain (x, y) pair is made one); raise if it is not usable (see
+    `data.check_dataset`: rows, NaN/Inf, one-hot) or its x and y do not fit the network's
+    input and output."""
+    batch = as_dataset(batch, name)
     check_dataset(batch, name)
     x, y = batch
     _check_x(net, x, f"{name}.x")
@@ -451,22 +534,44 @@ def check_batch(net, batch, name: str = "batch") -> None:
     if y.shape[1] != k:
         raise InputError(f"{name}.y is {y.shape[1]} wide (one-hot) but the network has "
                          f"{k} outputs; make the last layer {y.shape[1]} wide")
+    return batch
 
 
 def check_lr(lr) -> None:
     """A learning rate must be a finite number > 0 (a traced value, under jit, passes as is)."""
+    if getattr(lr, "ndim", 0) != 0:
+        raise InputTypeError(f"lr (learning rate) must be a number, got an array of shape "
+                             f"{tuple(lr.shape)}; pass one float such as lr=0.1 (train once "
+                             "per rate to compare several)")
     if not isinstance(lr, jax.core.Tracer):
         number("lr (learning rate)", lr if not hasattr(lr, "item") else lr.item(), positive=True)
 
 
-def _weights(w, batch):
+def _weights(net, w, batch, train=False):
+    """The rows' weights, f32[n] (ones if None): finite, >= 0, not all 0 (checked when
+    concrete). A network with BatchNorm trains on 2 rows of weight > 0 or more."""
     n = batch.x.shape[0]
     if w is None:
         return jnp.ones(n, batch.x.dtype)
     if getattr(w, "shape", None) != (n,):
         raise InputError(f"w must hold one weight per row, shape ({n},), got "
                          f"{getattr(w, 'shape', type(w).__name__)}")
-    return w
+    if isinstance(w, jax.core.Tracer):
+        return w
+    v = np.asarray(w)
+    if v.dtype.kind not in "biuf":
+        raise InputTypeError(f"w must hold numbers (a weight per row), got dtype {v.dtype}")
+    if not np.isfinite(v).all() or (v < 0).any():
+        raise InputError("w must be finite and >= 0 (a weight per row; 0 drops a row), got "
+                         f"{'NaN or Inf' if not np.isfinite(v).all() else 'a negative weight'}"
+                         f" in row {int(np.argmax(~np.isfinite(v) | (v < 0)))}")
+    if not (v > 0).any():
+        raise InputError("w is all zeros: every row dropped, so the mean loss is 0 / 0; give "
+                         "the rows to count a weight > 0")
+    if train and net.layer.weighs_rows and (v > 0).sum() < 2:
+        raise InputError(f"{net!r} has BatchNorm: a training batch needs 2 rows of weight > 0 "
+                         "or more (with one, every output is beta); pass a larger batch")
+    return w.astype(batch.x.dtype) if v.dtype == np.bool_ else w
 
 
 # --- reading the output ----------------------------------------------------------------------

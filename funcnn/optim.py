@@ -190,6 +190,10 @@ class weight_decay:
 def check_optimizer(opt, name: str = "optimizer"):
     """Raise unless `opt` has callable `init` and `update` and can be hashed (a static
     argument of `jit`); return it."""
+    if isinstance(opt, type):                   # optimizer=adam: the class, not one made from it
+        raise InputTypeError(f"{name} must be an optimizer such as funcnn.optim.adam(lr=1e-3), "
+                             f"got the class {opt.__name__} itself; call it with its settings, "
+                             f"e.g. {name.split()[0]}=funcnn.optim.adam(lr=1e-3)")
     if not (callable(getattr(opt, "init", None)) and callable(getattr(opt, "update", None))):
         raise InputTypeError(f"{name} must be an optimizer such as funcnn.optim.adam(1e-3) (with "
                              f"init and update), got {type(opt).__name__} {opt!r}")

@@ -66,6 +66,7 @@ def fit(key: rng.Key, net, params: model.Params, train: Dataset,
     key = rng.check_key(key)
     train, test, lr = _check_fit_args(net, params, train, test, epochs, lr, batch_size,
                                       optimizer, probe)
+    _check_batches(net, train.x.shape[0], batch_size)
     mesh = parallel.check_mesh(mesh)
     if mesh is not None:                        # row-split data onto the mesh as it is
         train = parallel.place(train, mesh)
@@ -114,6 +115,7 @@ def fit_many(keys: jax.Array, net, params: model.Params, train: Dataset,
     member = jax.tree.map(lambda v: v[0], params)
     train, test, lr = _check_fit_args(net, member, train, test, epochs, lr, batch_size,
                                       optimizer, probe)
+    _check_batches(net, train.x.shape[0], batch_size)
     mesh = parallel.check_mesh(mesh)
     if mesh is not None:                        # each device trains its share of networks
         keys, params, train, test = parallel.split_networks(mesh, keys, params, train, test)
@@ -325,9 +327,9 @@ def _check_fit_args(net, params, train, test, epochs, lr, batch_size, optimizer,
     if not jnp.issubdtype(dtype, jnp.floating):
         raise InputTypeError(f"params must be floating point, got {dtype}; make them with "
                              "funcnn.model.init(key, net)")
-    model.check_batch(net, train, "train")
+    train = model.check_batch(net, train, "train")
     if test is not None:
-        model.check_batch(net, test, "test")
+        test = model.check_batch(net, test, "test")
     integer("epochs", epochs, 1)
     integer("batch_size", batch_size, 1)
     if optimizer is not None:
@@ -345,6 +347,16 @@ def _check_fit_args(net, params, train, test, epochs, lr, batch_size, optimizer,
         lr = np.asarray(lr, dtype)              # has the same abstract type, so no recompile
     cast = lambda ds: Dataset(jnp.asarray(ds.x, dtype), jnp.asarray(ds.y, dtype))
     return cast(train), None if test is None else cast(test), lr
+
+
+def _check_batches(net, n: int, batch_size: int) -> None:
+    """An epoch of n rows in batches of batch_size (the last one partial) leaves no batch of
+    one row for a network with BatchNorm (its statistics need 2 rows or more)."""
+    if net.layer.weighs_rows and (min(n, batch_size) == 1 or (n > batch_size and
+                                                              n % batch_size == 1)):
+        raise InputError(f"{net!r} has BatchNorm, whose batch statistics need 2 rows or more "
+                         f"in every batch, but {n} rows in batches of {batch_size} leave a "
+                         "batch of one; choose another batch_size (or drop a row)")
 
 
 def _check_state(optimizer, params, state):

@@ -533,6 +533,12 @@ def test_register_layer_refuses_what_it_could_not_rebuild(tmp_path, monkeypatch)
 
         def shape(self, input_shape):
             return input_shape
+
+        def apply(self, p, x, train=False, key=None):
+            return self.k * x, None
+
+        def vjp(self, p, cache, g):
+            return (), self.k * g
     fio.register_layer(Halve)
     net = fn.model.network(L.serial(Halve(2), L.Dense(2)), (3,), fn.losses.mse)
     with pytest.raises(InputError, match=r"net.layer.layers\[0\].*keyword arguments"):
@@ -547,6 +553,12 @@ def test_register_layer_refuses_what_it_could_not_rebuild(tmp_path, monkeypatch)
 
         def shape(self, input_shape):
             return input_shape
+
+        def apply(self, p, x, train=False, key=None):
+            return self.k * x, None
+
+        def vjp(self, p, cache, g):
+            return (), self.k * g
     fio.register_layer(Root)
     net = fn.model.network(L.serial(L.Dense(2), Root(4.0)), (3,), fn.losses.mse)
     with pytest.raises(InputError, match=r"net.layer.layers\[1\].*not equal to it"):

@@ -1,5 +1,6 @@
 """The network: description, init, forward, and hand-written backprop refereed by jax.grad."""
 import random
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -301,21 +302,60 @@ def test_which_steps_run_in_pieces():
                                 input_shape=(5 * budget // fn.model.PIECE_ROWS,), loss=L.mse)
     assert fn.model.step_pieces(too_wide, 1000) == 1                  # the cap: whole
     with_bn = _cnn(fn.layers.BatchNorm())                             # the batch's statistics
-    assert with_bn.layer.couples_rows and not net.layer.couples_rows
+    assert not with_bn.layer.independent_rows and net.layer.independent_rows
     assert fn.model.step_pieces(with_bn, 100 * rows) == 1
     residual = fn.layers.serial(fn.layers.Residual(fn.layers.BatchNorm()))
-    assert residual.couples_rows
+    assert not residual.independent_rows
+    assert _cnn(fn.layers.Dropout(0.5)).layer.independent_rows       # a mask per row's key
+    mine = _cnn(_Doubled())                     # a layer of your own that says nothing: whole
+    assert not mine.layer.independent_rows and fn.model.step_pieces(mine, 100 * rows) == 1
 
 
-def test_dropout_in_pieces_draws_each_pieces_mask_from_its_key():
+@dataclass(frozen=True)
+class _Doubled(fn.layers.Layer):
+    """A layer of one's own that does not say its rows are independent: y = 2 x."""
+    def shape(self, input_shape):
+        return input_shape
+    def apply(self, p, x, train=False, key=None):
+        return 2 * x, None
+    def vjp(self, p, cache, g):
+        return (), 2 * g
+
+
+@pytest.mark.parametrize("n", [12, 40])
+def test_dropout_in_pieces_is_the_gradient_of_the_loss_with_that_key(n, x64):
+    """Row i draws its mask from its own key, whatever piece it is in: the step in pieces is
+    exactly jax.grad of loss(..., key=k, train=True), and the one-piece step's (float64). On
+    today's main each piece drew its own mask from a split key: relative error ~0.5."""
     net = _cnn(fn.layers.Dropout(0.5))
-    params = fn.model.init(jax.random.key(0), net)
-    batch, w = _rows(12, jnp.float32), jnp.ones(12)
-    step = lambda key: fn.model.backprop(net, params, batch, w, key, pieces=3)
-    a, b, c = step(jax.random.key(7)), step(jax.random.key(7)), step(jax.random.key(8))
-    for u, v in zip(jax.tree.leaves(a[1]), jax.tree.leaves(b[1])):
-        np.testing.assert_array_equal(u, v)                           # same key, same step
-    assert not np.allclose(a[0], c[0])                                # another key, other masks
+    params = fn.model.init(jax.random.key(0), net, jnp.float64)
+    batch, w = _rows(n, jnp.float64), jnp.ones(n).at[-3:].set(0.0)
+    step = lambda key, pieces: fn.model.backprop(net, params, batch, w, key, pieces=pieces)
+    ref = jax.grad(lambda p: fn.model.loss(net, p, batch, w, train=True,
+                                           key=jax.random.key(7)))(params)
+    for pieces in (1, 3, 5):
+        loss, g, out, _ = step(jax.random.key(7), pieces)
+        np.testing.assert_allclose(loss, fn.model.loss(net, params, batch, w, train=True,
+                                                       key=jax.random.key(7)), rtol=1e-13)
+        for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(ref), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-14)
+    other = step(jax.random.key(8), 3)                                # another key, other masks
+    assert not np.allclose(other[0], step(jax.random.key(7), 3)[0])
+
+
+def test_gradcheck_passes_a_dropout_network_whose_step_runs_in_pieces():
+    """The issue's network: a batch of 256 rows runs in 4 pieces; the referee agrees."""
+    lay = fn.layers
+    cnn = fn.model.network(lay.serial(lay.Reshape((28, 28, 1)), lay.Conv2D(8, (3, 3)), M.relu,
+                                      lay.MaxPool2D((2, 2)), lay.Flatten(), lay.Dropout(0.5),
+                                      lay.Dense(10)),
+                           input_shape=(784,), loss=L.softmax_cross_entropy)
+    assert fn.model.step_pieces(cnn, 256) == 4
+    x = jax.random.uniform(jax.random.key(2), (256, 784))
+    batch = fn.data.Dataset(x, fn.data.one_hot(jnp.arange(256) % 10, 10))
+    report = fn.gradcheck.gradcheck(cnn, fn.model.init(jax.random.key(5), cnn), batch,
+                                    key=jax.random.key(1))
+    assert report.passed, report
 
 
 def test_fit_runs_a_big_step_in_pieces_and_learns_the_same(monkeypatch, x64):

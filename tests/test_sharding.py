@@ -46,6 +46,39 @@ CHILD = textwrap.dedent("""
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     print("sharded ok", float(h4["train_loss"][-1]))
 
+    # batches of 14 over 4 devices are padded to 16: BatchNorm counts the 14 real rows only
+    how = dict(epochs=2, batch_size=14, optimizer=fn.optim.sgd(0.1), verbose=False)
+    one, h1 = fn.train.fit(jax.random.key(7), cnn, p0, images, images, **how)
+    four, h4 = fn.train.fit(jax.random.key(7), cnn, p0, images, images, mesh=mesh, **how)
+    for a, b in zip(jax.tree.leaves(four), jax.tree.leaves(one)):   # running stats included
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    print("padding ok")
+
+    # Dropout on a 2-device mesh: each row's mask is the one it draws on one device, so the
+    # referee agrees with the hand gradient of a batch split over the devices, and fit on
+    # the mesh (batches of 13, padded to 14) trains as on one device
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+    two = Mesh(np.array(jax.devices()[:2]), ("batch",))
+    drop = fn.model.network(L.serial(L.Dense(16), M.relu, L.Dropout(0.5), L.Dense(3)), (6,),
+                            fn.losses.softmax_cross_entropy)
+    kx, ky = jax.random.split(jax.random.key(10))
+    with jax.enable_x64(True):
+        batch = fn.data.Dataset(jax.random.normal(kx, (64, 6), np.float64),
+                                fn.data.one_hot(jax.random.randint(ky, (64,), 0, 3), 3,
+                                                np.float64))
+        split = jax.device_put(batch, NamedSharding(two, PartitionSpec("batch")))
+        pd = fn.model.init(jax.random.key(11), drop, np.float64)
+        report = fn.gradcheck.gradcheck(drop, pd, split, key=jax.random.key(12))
+        assert report.passed, report
+    batch = fn.data.Dataset(*(np.asarray(v, np.float32) for v in batch))
+    pd = fn.model.init(jax.random.key(11), drop)
+    how = dict(epochs=2, batch_size=13, lr=0.1, verbose=False)
+    one, h1 = fn.train.fit(jax.random.key(13), drop, pd, batch, **how)
+    on_two, h2 = fn.train.fit(jax.random.key(13), drop, pd, batch, mesh=two, **how)
+    for a, b in zip(jax.tree.leaves(on_two), jax.tree.leaves(one)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    print("dropout ok")
+
     # an ensemble split by network over the four devices: each network as on one device
     keys = jax.random.split(jax.random.key(8), 8)
     many = jax.vmap(lambda k: fn.model.init(k, net))(jax.random.split(jax.random.key(9), 8))
@@ -81,6 +114,7 @@ def test_four_devices_give_the_losses_of_one():
                        timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "sharded ok" in r.stdout and "ensemble ok" in r.stdout
+    assert "padding ok" in r.stdout and "dropout ok" in r.stdout
 
 
 def test_a_mesh_must_be_a_mesh():

@@ -9,14 +9,19 @@ import math as _math
 from dataclasses import dataclass
 
 
+import jax
+
 from funcnn import math as fmath
 from funcnn.checks import InputError, InputTypeError, integer
 
 
 class Layer:
-    """The defaults every layer shares: no numbers, no key, no state, NHWC images only."""
+    """The defaults every layer shares: no numbers, no key, no state, NHWC images only, and
+    (safe for a layer of your own) rows that may depend on each other. The contract, with
+    what each attribute changes, is in funcnn/layers/__init__.py."""
     needs_key = False                    # does apply(train=True) draw random numbers?
-    couples_rows = False                 # does a row's training output read other rows?
+    independent_rows = False             # is row i's output a function of row i alone?
+    weighs_rows = False                  # does apply(train=True) take the rows' weights w=?
     takes_chwn = False                   # can it compute on CHWN images? (windows.py)
 
     def in_layout(self, layout):
@@ -48,6 +53,15 @@ def _size(shape) -> int:
     return _math.prod(shape)
 
 
+def row_keys(key, n: int):
+    """The keys a layer draws from in training: one per row, `key[n]` (None stays None). A
+    single key is split into n; an array of n keys (what `serial` passes on) is kept. Row i
+    draws from its own key, so its draw is the same whatever rows share its batch."""
+    if key is None or key.ndim == 1:
+        return key
+    return jax.random.split(key, n)
+
+
 def _pair(name, v, least=1) -> tuple[int, int]:
     """An int or a pair of ints -> a pair: 3 -> (3, 3); (2, 1) -> (2, 1)."""
     vs = (v, v) if not isinstance(v, (tuple, list)) else tuple(v)
@@ -66,6 +80,7 @@ def _hw(a) -> str:
 class Act(Layer):
     """`funcnn.math`'s activation as a layer: a = act(z) on the last axis, no numbers."""
     act: fmath.Activation
+    independent_rows = True
 
     def __repr__(self):
         return self.act.name

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import jax
+import jax.numpy as jnp
 
 from funcnn.checks import InputError
-from funcnn.layers.base import Layer, _size, as_layer
+from funcnn.layers.base import Layer, _size, as_layer, row_keys
 from funcnn.layers.conv import Conv2D
 from funcnn.layers.pool import _Pool
 from funcnn.layers.windows import CHWN, NHWC, _swap_nc
@@ -35,8 +36,12 @@ class Residual(Layer):
         return self.layer.needs_key
 
     @property
-    def couples_rows(self):
-        return self.layer.couples_rows
+    def independent_rows(self):
+        return self.layer.independent_rows
+
+    @property
+    def weighs_rows(self):
+        return self.layer.weighs_rows
 
     @property
     def takes_chwn(self):
@@ -58,8 +63,8 @@ class Residual(Layer):
     def init(self, key, input_shape, dtype):
         return self.layer.init(key, input_shape, dtype)
 
-    def apply(self, p, x, train=False, key=None):
-        f, cache = self.layer.apply(p, x, train, key)
+    def apply(self, p, x, train=False, key=None, w=None):
+        f, cache = self.layer.apply(p, x, train, key, **_weights(self.layer, w))
         return x + f, cache
 
     def vjp(self, p, cache, g):
@@ -94,8 +99,12 @@ class Serial(Layer):
         return any(layer.needs_key for layer in self.layers)
 
     @cached_property
-    def couples_rows(self):
-        return any(layer.couples_rows for layer in self.layers)
+    def independent_rows(self):
+        return all(layer.independent_rows for layer in self.layers)
+
+    @cached_property
+    def weighs_rows(self):
+        return any(layer.weighs_rows for layer in self.layers)
 
     @property
     def takes_chwn(self):
@@ -154,21 +163,29 @@ class Serial(Layer):
         ins = [tuple(input_shape)] + self.shapes(input_shape)[:-1]
         return max((l.workspace(s) for l, s in zip(self.layers, ins)), default=1)
 
-    def _keys(self, key):
-        return [None] * len(self.layers) if key is None else jax.random.split(key, len(self.layers))
+    def _keys(self, key, n):
+        """Each layer's keys, one per row: row i's key split into one for every layer."""
+        if key is None or not self.needs_key:
+            return [None] * len(self.layers)
+        split = lambda k: jax.random.split(k, len(self.layers))
+        keys = jax.vmap(split)(row_keys(key, n))                # [n, layers]
+        return [keys[:, i] for i in range(len(self.layers))]
 
     def init(self, key, input_shape, dtype):
         ins = [tuple(input_shape)] + self.shapes(input_shape)[:-1]
         keys = jax.random.split(key, len(self.layers))        # one key per layer, in order
         return tuple(l.init(k, s, dtype) for l, k, s in zip(self.layers, keys, ins))
 
-    def apply(self, ps, x, train=False, key=None):
+    def apply(self, ps, x, train=False, key=None, w=None):
         if len(ps) != len(self.layers):
             raise ValueError(f"{len(ps)} params for {len(self.layers)} layers")
-        caches, keys = [], self._keys(key)
+        caches, keys = [], self._keys(key, x.shape[-1 if self.layout == CHWN else 0])
         for layer, i, enter, leave in self._layers():
             x = _swap_nc(x) if enter else x
-            x, cache = layer.apply(ps[i], x, train, keys[i])
+            x_in = x
+            x, cache = layer.apply(ps[i], x, train, keys[i], **_weights(layer, w))
+            if self.layout == NHWC and not (enter or leave or _inside_chwn(self, i)):
+                _check_output(i, layer, x_in, x)
             x = _swap_nc(x) if leave else x
             caches.append(cache)
         return x, tuple(caches)
@@ -178,6 +195,7 @@ class Serial(Layer):
         for layer, i, enter, leave in reversed(list(self._layers())):
             g = _swap_nc(g) if leave else g                  # a transpose's VJP: its inverse
             dp, g = layer.vjp(ps[i], caches[i], g)           # each layer pulls g back one step
+            _check_gradient(i, layer, ps[i], dp)
             g = _swap_nc(g) if enter else g
             grads.append(dp)
         return tuple(reversed(grads)), g
@@ -185,6 +203,39 @@ class Serial(Layer):
     def update_state(self, ps, ps_new, caches):
         return tuple(layer.update_state(p, p_new, cache)
                      for layer, p, p_new, cache in zip(self.layers, ps, ps_new, caches))
+
+
+def _weights(layer, w):
+    """The keyword that passes the rows' weights on to a layer that takes them."""
+    return {"w": w} if layer.weighs_rows else {}
+
+
+def _inside_chwn(serial, i):
+    return any(chwn and first <= i < stop for first, stop, chwn in serial._groups())
+
+
+def _check_output(i, layer, x, y):
+    """A layer's apply must give what its shape() promised (checked as jax traces it)."""
+    want = tuple(layer.shape(tuple(x.shape[1:])))
+    if tuple(y.shape) != (x.shape[0], *want):
+        raise InputError(f"layer {i} ({layer!r}): its apply returned shape {tuple(y.shape)} "
+                         f"for input {tuple(x.shape)}, but its shape() says {want} per "
+                         "example; make shape() and apply() agree")
+
+
+def _check_gradient(i, layer, p, dp):
+    """A layer's vjp must give dL/dp shaped as p: the same tree, the same leaf shapes."""
+    want, got = jax.tree.structure(p), jax.tree.structure(dp)
+    if want != got:
+        raise InputError(f"layer {i} ({layer!r}): its vjp returned dL/dp as {got}, but its "
+                         f"params are {want}; return a gradient shaped as p (check it with "
+                         "funcnn.gradcheck.check_layer)")
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(p), jax.tree.leaves(dp)):
+        if jnp.shape(a) != jnp.shape(b):
+            raise InputError(f"layer {i} ({layer!r}): its vjp returned dL/dp"
+                             f"{jax.tree_util.keystr(path)} of shape {jnp.shape(b)} for "
+                             f"params of shape {jnp.shape(a)}; return a gradient shaped as p "
+                             "(check it with funcnn.gradcheck.check_layer)")
 
 
 def _sublayers(layers):

@@ -64,6 +64,7 @@ class Conv2D(Layer):
     formulation: str = "auto"
     layout: str = NHWC                   # the axis order of x; set by serial (windows.py)
     takes_chwn = True
+    independent_rows = True
 
     def __init__(self, filters, kernel, stride=1, padding="SAME", init=initializers.glorot(),
                  formulation="auto"):

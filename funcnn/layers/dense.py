@@ -24,6 +24,7 @@ class Dense(Layer):
     n: int
     act: fmath.Activation | None = None
     init_scheme: object = initializers.glorot()
+    independent_rows = True
 
     def __init__(self, n, act=None, init=initializers.glorot()):
         object.__setattr__(self, "n", integer("Dense(n): the number of outputs", n, 1))
@@ -73,6 +74,7 @@ def dense_vjp(p, x, g):
 @dataclass(frozen=True)
 class Flatten(Layer):
     """x: f32[n, ...] -> f32[n, prod(...)], row-major (the last axis varies fastest)."""
+    independent_rows = True
 
     def __repr__(self):
         return "Flatten"
@@ -92,6 +94,7 @@ class Reshape(Layer):
     """x: f32[n, ...] -> f32[n, *shape] with as many numbers per example; one -1 may stand
     for the size that makes them equal: `Reshape((28, 28, 1))` after a flat 784."""
     target: tuple
+    independent_rows = True
 
     def __init__(self, shape):
         try:

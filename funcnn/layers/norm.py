@@ -11,17 +11,30 @@ from jax import lax
 
 from funcnn.checks import InputError, number
 from funcnn.layers.base import Layer, _size
-from funcnn.layers.windows import NHWC, _c_axis, _other_axes, _per_channel
+from funcnn.layers.windows import CHWN, NHWC, _c_axis, _other_axes, _per_channel
 
 
 # --- normalisation ---------------------------------------------------------------------------
 
-def _normalized_vjp(g, x_hat, inv, axes):
+def _normalized_vjp(g, x_hat, inv, axes, m=None):
     """dL/dx of x_hat = (x - mean(x)) / sqrt(var(x) + eps) over `axes`, given g = dL/dx_hat:
     dL/dx = inv (g - mean(g) - x_hat mean(g x_hat)), inv = 1 / sqrt(var + eps)
-    (the mean's and the variance's paths are the two subtracted terms)."""
-    mean = lambda v: v.mean(axis=axes, keepdims=True)
-    return inv * (g - mean(g) - x_hat * mean(g * x_hat))
+    (the mean's and the variance's paths are the two subtracted terms). With a 0/1 mask m of
+    the values counted in mean and var: dL/dx = inv (g - m (mean_m(g) + x_hat mean_m(g x_hat)))
+    (a value not counted reaches the loss only through its own x_hat)."""
+    if m is None:
+        mean = lambda v: v.mean(axis=axes, keepdims=True)
+        return inv * (g - mean(g) - x_hat * mean(g * x_hat))
+    mean = lambda v: (m * v).sum(axis=axes, keepdims=True) / m.sum(axis=axes, keepdims=True)
+    return inv * (g - m * (mean(g) + x_hat * mean(g * x_hat)))
+
+
+def _counted(w, x, layout):
+    """The rows of weight > 0 as a 0/1 mask shaped like x (1 where a value counts)."""
+    rows = x.shape[-1] if layout == CHWN and x.ndim == 4 else x.shape[0]
+    shape = [1] * x.ndim
+    shape[-1 if layout == CHWN and x.ndim == 4 else 0] = rows
+    return jnp.broadcast_to((w > 0).astype(x.dtype).reshape(shape), x.shape)
 
 
 @dataclass(frozen=True)
@@ -34,14 +47,14 @@ class BatchNorm(Layer):
     step moves them, mean <- (1 - momentum) mean + momentum mu (var likewise, with the
     unbiased batch variance, as PyTorch does). They get a zero gradient: `fit` and `grad_step`
     set them from the batch after the optimizer's step (`update_state`), so no optimizer or
-    weight decay moves them. Padding rows (weight 0: those of a last partial batch, and with
-    `fit(mesh=...)` those that round a batch up to a multiple of the devices) count in mu and
-    var; the loss does not count them."""
+    weight decay moves them. In training, `w: f32[n]` (the rows' weights) says which rows
+    count: mu and var are over the rows of weight > 0, so padding rows (a last partial batch's,
+    those `fit(mesh=...)` adds) change nothing. A training batch needs 2 rows or more."""
     momentum: float = 0.1
     eps: float = 1e-5
     layout: str = NHWC                   # the axis order of an image x; set by serial
     takes_chwn = True
-    couples_rows = True                  # the batch's mu and var: a step runs whole
+    weighs_rows = True                   # mu and var over the rows of weight > 0
 
     def __post_init__(self):                  # keep plain floats: equal layers hash alike
         momentum = number("BatchNorm's momentum", self.momentum)
@@ -62,31 +75,44 @@ class BatchNorm(Layer):
         return {"gamma": jnp.ones(c, dtype), "beta": jnp.zeros(c, dtype),
                 "mean": jnp.zeros(c, dtype), "var": jnp.ones(c, dtype)}
 
-    def apply(self, p, x, train=False, key=None):
+    def apply(self, p, x, train=False, key=None, w=None):
         axes = _other_axes(x.ndim, self.layout)              # all but the channels
         c = lambda v: _per_channel(v, x.ndim, self.layout)
+        m = None
         if train:
-            mu = x.mean(axis=axes, keepdims=True)
-            var = ((x - mu) ** 2).mean(axis=axes, keepdims=True)
-            count = _size(x.shape) // x.shape[_c_axis(self.layout, x.ndim)]
-            stats = (mu.reshape(-1), var.reshape(-1) * count / max(count - 1, 1))  # unbiased
+            rows = x.shape[-1] if self.layout == CHWN and x.ndim == 4 else x.shape[0]
+            if rows < 2:
+                self._fail("training needs a batch of 2 rows or more: with one, the batch's "
+                           "mean is the row itself and every output is beta; use a larger "
+                           "batch_size")
+            if w is None:
+                mu = x.mean(axis=axes, keepdims=True)
+                var = ((x - mu) ** 2).mean(axis=axes, keepdims=True)
+                count = _size(x.shape) // x.shape[_c_axis(self.layout, x.ndim)]
+            else:                                            # over the rows of weight > 0
+                m = _counted(w, x, self.layout)
+                count = m.sum(axis=axes, keepdims=True)
+                mu = (m * x).sum(axis=axes, keepdims=True) / count
+                var = (m * (x - mu) ** 2).sum(axis=axes, keepdims=True) / count
+                count = count.reshape(-1)
+            stats = (mu.reshape(-1), var.reshape(-1) * count / jnp.maximum(count - 1, 1))
         else:
             # running statistics are state, not parameters: no gradient flows into them
             # (stop_gradient says so to jax.grad, the referee, too)
             mu, var, stats = c(lax.stop_gradient(p["mean"])), c(lax.stop_gradient(p["var"])), None
         inv = lax.rsqrt(var + self.eps)
         x_hat = (x - mu) * inv
-        return c(p["gamma"]) * x_hat + c(p["beta"]), (x_hat, inv, stats)
+        return c(p["gamma"]) * x_hat + c(p["beta"]), (x_hat, inv, stats, m)
 
     def vjp(self, p, cache, g):
-        x_hat, inv, stats = cache
+        x_hat, inv, stats, m = cache
         axes = _other_axes(g.ndim, self.layout)
         d = {"gamma": (g * x_hat).sum(axis=axes), "beta": g.sum(axis=axes),   # y = gamma x_hat + beta
              "mean": jnp.zeros_like(p["mean"]), "var": jnp.zeros_like(p["var"])}
         g_hat = g * _per_channel(p["gamma"], g.ndim, self.layout)   # dL/dx_hat
         if stats is None:                                    # evaluation: mu, var are constants
             return d, g_hat * inv
-        return d, _normalized_vjp(g_hat, x_hat, inv, axes)   # training: mu, var depend on x
+        return d, _normalized_vjp(g_hat, x_hat, inv, axes, m)   # training: mu, var depend on x
 
     def update_state(self, p, p_new, cache):
         stats = cache[2]
@@ -106,6 +132,7 @@ class LayerNorm(Layer):
     eps: float = 1e-5
     layout: str = NHWC                   # the axis order of an image x; set by serial
     takes_chwn = True
+    independent_rows = True
 
     def __post_init__(self):
         object.__setattr__(self, "eps", number("LayerNorm's eps", self.eps, positive=True))

@@ -23,6 +23,7 @@ class _Pool(Layer):
     padding: object
     layout: str = NHWC                   # the axis order of x; set by serial (windows.py)
     takes_chwn = True
+    independent_rows = True
 
     def __init__(self, window=(2, 2), stride=None, padding="VALID"):
         name = type(self).__name__
