@@ -10,8 +10,6 @@ network (conv 32, pool, conv 64, BatchNorm, pool, Dropout 0.5, dense 128, dense 
 128. Each timed call runs the same N steps of SGD (lr 0.01, float32) on the same batches
 (fit's shuffle of the first N * batch training rows) from the same initial params:
 - funcnn fit: one epoch of `fit` over those rows (the hand-written VJPs);
-- funcnn fit, CHWN: the same network as `serial(..., image_layout="CHWN")` (its image layers
-  compute channels first, batch last; an option, not the default: see the README);
 - funcnn fit, every Conv2D as patches: where Conv2D's 'auto' chose Winograd's F(2x2, 3x3)
   for a layer (a 3x3 stride-1 kernel on >= 32 channels: fashion-cnn's second convolution),
   the same network with the patch product everywhere (what 'auto' bought);
@@ -54,7 +52,6 @@ from timing import (CORES, SETTLE_S, cpu_info, fmt_ratio, fmt_s, interleave, mat
 L, M = fn.layers, fn.math
 LR = 0.01
 FIT, REF = "funcnn fit", "jax.grad of funcnn's forward, scan"   # the rows checked alike
-FIT_CHWN = "funcnn fit, image_layout CHWN"
 FIT_PATCHES = "funcnn fit, every Conv2D as patches"   # where 'auto' picked Winograd somewhere
 FIT_WHOLE = "funcnn fit, each step whole"    # where fit runs a big step in pieces
 PROBE_ROWS = 512
@@ -135,8 +132,7 @@ class _Whole(L.Serial):
 
 def whole_steps(net):
     """The same network, its training steps never split into pieces (model.step_pieces)."""
-    lay = net.layer
-    return replace(net, layer=_Whole(lay.layers, lay.image_layout, lay.layout))
+    return replace(net, layer=_Whole(net.layer.layers))
 
 
 def as_patches(net):
@@ -227,8 +223,8 @@ def train_config(bench, setting, name, net, params, bs, train_all):
     for label, value in after.items():
         bench.check(f"7. {name} b{bs}: {label} learns", value < before,
                     f"probe loss {before:.4f} -> {value:.4f} after {steps} steps")
-    for other, what in ((REF, "jax.grad of its forward"), (FIT_CHWN, "its CHWN layout"),
-                        (FIT_PATCHES, "its patch product"), (FIT_WHOLE, "its steps whole")):
+    for other, what in ((REF, "jax.grad of its forward"), (FIT_PATCHES, "its patch product"),
+                        (FIT_WHOLE, "its steps whole")):
         if other not in runners:
             continue
         means = [float(runners[label].last[1]["train_loss"][-1]) for label in (FIT, other)]
@@ -259,12 +255,9 @@ def jax_runners(setting, net, params, train, order, bs):
             p, loss = user_jit_step(user, p, train.x, train.y, order[i], key, i, lr)
         return p, loss
 
-    chwn = replace(net, layer=replace(net.layer, image_layout="CHWN"))
     runners = {
         FIT: timed(lambda: fn.train.fit(key, net, params, train, None, epochs=1, lr=LR,
                                         batch_size=bs, verbose=False)),
-        FIT_CHWN: timed(lambda: fn.train.fit(key, chwn, params, train, None, epochs=1, lr=LR,
-                                             batch_size=bs, verbose=False)),
         REF: timed(lambda: autodiff_fit(key, params, train, lr, net=net, epochs=1,
                                         batch_size=bs)),
         "lax.conv + jax.grad, jitted step": timed(user_loop),
@@ -282,7 +275,7 @@ def jax_runners(setting, net, params, train, order, bs):
                                                         verbose=False))
     ours = lambda result: result[0]
     theirs = lambda result: from_user(user, params, result[0])
-    return runners, {FIT: ours, FIT_CHWN: ours, REF: ours, FIT_PATCHES: ours, FIT_WHOLE: ours,
+    return runners, {FIT: ours, REF: ours, FIT_PATCHES: ours, FIT_WHOLE: ours,
                      "lax.conv + jax.grad, jitted step": theirs,
                      "lax.conv + jax.grad, scan": theirs}
 
@@ -395,9 +388,6 @@ def _report(bench, plan, table, evals, results, notes):
                            f"{' at its best thread count' if prefix == 'PyTorch eager' else ''}",
                            "; ".join(parts), target and f">= {target}x",
                            ok if target else None)
-    parts = [f"{key[0]} {fmt_ratio(results[key][FIT], results[key][FIT_CHWN])}" for key in keys]
-    bench.headline("CNN training step at batch 128, funcnn fit with image_layout='CHWN' vs "
-                   "the default NHWC (>1: CHWN faster)", "; ".join(parts), None, None)
     parts = [f"{key[0]} {fmt_ratio(results[key][FIT_PATCHES], results[key][FIT])}"
              for key in keys if FIT_PATCHES in results[key]]
     if parts:

@@ -5,8 +5,8 @@ tests hold it to the plain expression); `sort_columns` sorts as `lax.sort` does;
 `keys_through_scan`/`key_from_scan` only change a key's type; `quick_compile` changes how XLA
 compiles, not what it computes;
 `exit_skipping_teardown` skips jax's teardown once everything is written. Each exists because
-one backend is slow at something, and its comment says which, why, and what it bought when
-measured; drop it when its backend no longer needs it.
+one backend is slow at something: its comment says which and why, and docs/performance.md what
+it bought when measured; drop it when its backend no longer needs it.
 """
 from __future__ import annotations
 
@@ -25,12 +25,8 @@ def copied(x_t, always=False):
     """x_t (a transpose, x.T), copied out when it has at most COPY_TRANSPOSE_MAX_ELEMENTS
     elements (or `always`, for a weight matrix): `copied(x.T) @ g` is `x.T @ g`.
 
-    Why: XLA folds a transpose into the matmul that reads it, and its CPU backend then gives
-    x^T g to a general routine (YNNPACK, its fast one, takes only untransposed operands) that
-    is slow on small and batched products. In `dense_vjp` it took half the time of training
-    256 Clojure networks at once (620 ms -> 340 ms with the copy, 2026-12-02; 440 ms -> 265 ms
-    on a Zen 4, 2026-12-04). Copying a small x costs less; copying Fashion-MNIST's 128 x 784
-    batch, more (51 us). The barrier only keeps XLA from folding the copy away.
+    Why: XLA's CPU backend gives a transposed operand to a slow general routine on small and
+    batched products; the copy (kept by the barrier) is cheaper (docs/performance.md).
     """
     small = always or x_t.size <= COPY_TRANSPOSE_MAX_ELEMENTS
     return lax.optimization_barrier(x_t) if small else x_t
@@ -39,11 +35,9 @@ def copied(x_t, always=False):
 def sort_columns(x):
     """`lax.sort(x, dimension=0)` for x: u32[N, m], N a power of 2, by a bitonic network.
 
-    Why: XLA's CPU sort calls a comparator function for every comparison; a sorting network
-    is the same min/max on every column at once (the m columns are the vector lanes). For
-    256 networks' shuffles of 640 rows (padded to 1,024), 20 epochs: 75 ms sorted, 24 ms by
-    this network (2026-12-05, Zen 4). For one column it is slower: only `data.shuffles` (many
-    at once) uses it.
+    Why: XLA's CPU sort calls a comparator per comparison; a sorting network is the same
+    min/max on every column (the vector lanes) at once (docs/performance.md). For one column
+    it is slower: only `data.shuffles` (many at once) uses it.
 
     The network: for k = 2, 4, ..., N, and within each k for j = k/2, k/4, ..., 1, compare
     each row i with row i + j (i in the first half of its block of 2j) and swap them unless

@@ -172,8 +172,8 @@ def shuffle(key: rng.Key, n: int) -> jax.Array:
     """A random order of `range(n)`, `i32[n]`.
 
     Up to `SORTED_MAX_ROWS` rows: the rows sorted by a random 32-bit key each, with each row's
-    index riding in the key's low 10 bits, so one sort of one array does it (under `vmap`, as
-    in `fit_many`, 5x faster than sorting keys and indices side by side). Equal keys keep
+    index riding in the key's low 10 bits, so one sort of one array does it (faster than
+    sorting keys and indices side by side: docs/performance.md). Equal keys keep
     their order: about n^2 / 2^23 pairs per shuffle (0.05 at the Clojure run's 640 rows).
     Past that, each index is sent through a keyed bijection instead (`feistel_order`), a
     speed measure: a sort is slow on a CPU.
@@ -190,7 +190,7 @@ def shuffle(key: rng.Key, n: int) -> jax.Array:
 def shuffles(keys: jax.Array, n: int) -> jax.Array:
     """`shuffle(key, n)` for each of m keys at once, `i32[m, n]`: the same orders (fit_many's
     networks each shuffle their rows every epoch). Up to SORTED_MAX_ROWS rows the m sorts run
-    side by side as one sorting network (`backend.sort_columns`: 3x faster than m sorts)."""
+    side by side as one sorting network (`backend.sort_columns`; docs/performance.md)."""
     n = integer("n", n, 1)
     if n > SORTED_MAX_ROWS:
         return jax.vmap(lambda k: feistel_order(k, n))(keys)
@@ -213,9 +213,8 @@ def _mix32(x):
 
 def feistel_order(key, n, rounds=FEISTEL_ROUNDS):
     """`order[i] = P(i)` for a keyed permutation P of range(n), computed elementwise: the
-    shuffle of more than SORTED_MAX_ROWS rows. Why: sorting 60,000 random keys takes 17 ms on
-    a CPU (7% of a Fashion-MNIST epoch), this 0.6 ms (2026-12-02; on a Zen 4, 2026-12-04:
-    1.1 ms, against 26.5 ms for jax.random.permutation, which sorts).
+    shuffle of more than SORTED_MAX_ROWS rows. Why: a sort is slow on a CPU, this elementwise
+    bijection some 15x faster at 60,000 rows (docs/performance.md).
 
     A Feistel network splits a number below 2^(2h) (2^(2h) >= n) into two h-bit halves and
     `rounds` times maps (left, right) -> (right, left ^ F(right)), with F a keyed hash (each

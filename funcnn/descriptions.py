@@ -137,8 +137,6 @@ def _layer_json(layer, where: str) -> dict:
     names = _ARGUMENTS.get(cls, {})
     out = {"class": cls.__name__}
     for f in dataclasses.fields(layer):
-        if f.name == "layout" or (f.name == "image_layout" and layer.image_layout == "NHWC"):
-            continue                                     # set inside a serial / the default
         out[names.get(f.name, f.name)] = _value_json(getattr(layer, f.name), f.name, layer, where)
     try:
         back = _layer_from_json(out, where)

@@ -151,7 +151,7 @@ def _fit(key, params, state, train, test, lr, clock, *, net, epochs, start_epoch
         step, rows, w, key_data = inputs                        # i32[padded], f32[padded]
         key = None if key_data is None else backend.key_from_scan(key_data, impl)
         batch = train if full else Dataset(train.x[rows], train.y[rows])   # gather on device
-        pieces = None                                           # model.step_pieces decides
+        pieces = None                                           # pieces.step_pieces decides
         if mesh is not None and not ensemble:                   # rows split over the devices
             batch, w, params = parallel.split_batch(mesh, batch, w, params)
             pieces = 1                                          # (each device's rows whole)
@@ -226,7 +226,7 @@ def _fit(key, params, state, train, test, lr, clock, *, net, epochs, start_epoch
 
 def train_step(net, optimizer, lr, params, state, batch, w, key, pieces=None):
     """One training step, the phases of every loop here: forward and backward by hand (in
-    `pieces` of the rows; None: as many as model.step_pieces says), the optimizer's step,
+    `pieces` of the rows; None: as many as pieces.step_pieces says), the optimizer's step,
     then the state that takes no gradient (BatchNorm's running statistics) from this batch.
     Returns (params, optimizer state, loss, output)."""
     loss, g, out, caches = model.backprop(net, params, batch, w, key, train=True, pieces=pieces)

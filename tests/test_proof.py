@@ -235,6 +235,9 @@ class _Unhashable(fn.layers.Layer):
     def shape(self, input_shape):
         return input_shape
 
+    def apply(self, p, x, train=False, key=None):
+        return x, None
+
 
 def test_a_layer_whose_apply_disagrees_with_its_shape_is_named_at_init():
     net = fn.model.network(L.serial(_Scale("apply"), L.Dense(2)), (3,),
@@ -263,3 +266,33 @@ def test_a_vjp_of_the_wrong_tree_or_shape_never_moves_the_params(bad, match):
         fn.train.fit(jax.random.key(0), net, params, batch, epochs=1, verbose=False)
     good = fn.model.network(L.serial(_Scale(), L.Dense(2)), (3,), fn.losses.softmax_cross_entropy)
     assert fn.gradcheck.gradcheck(good, params, batch).passed
+
+
+@dataclass(frozen=True)
+class _ForwardOnly(fn.layers.Layer):
+    """A layer with no vjp: it evaluates, and training it is refused by name."""
+    independent_rows = True
+
+    def shape(self, input_shape):
+        return input_shape
+
+    def apply(self, p, x, train=False, key=None):
+        return 2 * x, None
+
+
+def test_a_layer_without_vjp_evaluates_and_is_refused_in_training():
+    net = fn.model.network(L.serial(_ForwardOnly(), L.Dense(2)), (3,),
+                           fn.losses.softmax_cross_entropy)
+    params = fn.model.init(jax.random.key(0), net)
+    batch = fn.data.Dataset(np.ones((4, 3), np.float32), np.eye(2, dtype=np.float32)[[0, 1, 0, 1]])
+    assert fn.model.forward(net, params, batch.x).shape == (4, 2)
+    with pytest.raises(InputTypeError, match=r"layer 0 \(_ForwardOnly.*has no vjp"):
+        fn.model.grads(net, params, batch)
+    with pytest.raises(InputTypeError, match="has no apply"):
+        fn.model.network(L.serial(_NoApply()), (3,), fn.losses.mse)
+
+
+@dataclass(frozen=True)
+class _NoApply(fn.layers.Layer):
+    def shape(self, input_shape):
+        return input_shape

@@ -33,12 +33,12 @@ def autodiff_fit(key, params, train, lr, *, net, epochs, batch_size):
             params, batch.x, batch.y, w, key)
         return value, g, out, caches
 
-    pieces = fn.model.step_pieces(net, batch_size)            # fit's pieces of a big step
+    pieces = fn.pieces.step_pieces(net, batch_size)            # fit's pieces of a big step
 
     def step(params, inputs):
         rows, w, key = inputs                                 # i32[batch_size], f32[batch_size]
         x, y = train.x[rows], train.y[rows]
-        value, g, out, caches = fn.model.in_pieces(grads, params, fn.data.Dataset(x, y), w, key,
+        value, g, out, caches = fn.pieces.in_pieces(grads, params, fn.data.Dataset(x, y), w, key,
                                                    pieces)
         new = fn.model.sgd(params, g, lr)                     # p <- p - lr dL/dp
         n_rows = w.sum()                                      # rows that are not padding

@@ -19,21 +19,17 @@ per example (no batch axis); data are NHWC (`x: f32[n, h, w, c]`), convolution k
 Attributes a layer may set (the defaults, in `Layer`, are safe for a layer of your own):
 - `needs_key` (False): apply(train=True) draws random numbers, so training needs a key.
 - `independent_rows` (False): row i's output reads row i alone. Only then may a big training
-  step run its rows in pieces (`funcnn.model.in_pieces`); a layer that does not say so keeps
+  step run its rows in pieces (`funcnn.pieces`); a layer that does not say so keeps
   every step whole. funcnn's layers say so, all but BatchNorm.
 - `weighs_rows` (False): apply takes `w=`, the rows' weights f32[n] (0 for a padding row), in
   training; BatchNorm's statistics count only the rows of weight > 0.
 - `workspace(input_shape) -> int`: floats one example needs inside the layer (default: the
   larger of its input and output); a big evaluation or training step is cut by it.
-- `takes_chwn` and a `layout` field: the layer can compute on CHWN images (below).
 A layer is hashed (it is a static argument of jit): a frozen dataclass of numbers, strings and
 tuples. `network(...)` refuses one that cannot hash, and `init` one whose apply returns another
 shape than its `shape()` says.
 `serial(*layers)` is itself a layer; an activation of `funcnn.math` in it is a layer with no
-numbers. `serial(..., image_layout="CHWN")` runs its image layers channels first and batch
-last inside (each such layer has a `layout` field that only `serial` sets; windows.py says
-why); its input and output stay NHWC and its numbers the same. No autodiff anywhere:
-`jax.grad` is the referee (`funcnn.gradcheck`), not the engine.
+numbers. No autodiff anywhere: `jax.grad` is the referee (`funcnn.gradcheck`), not the engine.
 
 One module per kind of layer, in reading order: `base` (the protocol above, and an activation
 as a layer), `dense` (Dense, Flatten, Reshape), `windows` (the patches a convolution or a pool

@@ -4,7 +4,6 @@ The layer contract is stated once, in funcnn/layers/__init__.py.
 """
 from __future__ import annotations
 
-import copy
 import math as _math
 from dataclasses import dataclass
 
@@ -16,22 +15,12 @@ from funcnn.checks import InputError, InputTypeError, integer
 
 
 class Layer:
-    """The defaults every layer shares: no numbers, no key, no state, NHWC images only, and
-    (safe for a layer of your own) rows that may depend on each other. The contract, with
-    what each attribute changes, is in funcnn/layers/__init__.py."""
+    """The defaults every layer shares: no numbers, no key, no state, and (safe for a layer of
+    your own) rows that may depend on each other. The contract, with what each attribute
+    changes, is in funcnn/layers/__init__.py."""
     needs_key = False                    # does apply(train=True) draw random numbers?
     independent_rows = False             # is row i's output a function of row i alone?
     weighs_rows = False                  # does apply(train=True) take the rows' weights w=?
-    takes_chwn = False                   # can it compute on CHWN images? (windows.py)
-
-    def in_layout(self, layout):
-        """This layer computing on images in `layout` ("NHWC" or "CHWN"); `serial` asks it.
-        A layer with a `layout` field returns a copy with the field set; no field, itself."""
-        if "layout" not in getattr(self, "__dataclass_fields__", {}):
-            return self
-        moved = copy.copy(self)
-        object.__setattr__(moved, "layout", layout)
-        return moved
 
     def init(self, key, input_shape, dtype):
         del key, input_shape, dtype
@@ -84,10 +73,6 @@ class Act(Layer):
 
     def __repr__(self):
         return self.act.name
-
-    @property
-    def takes_chwn(self):                  # one number at a time: any axis order will do
-        return self.act in (fmath.identity, fmath.sigmoid, fmath.tanh, fmath.relu)
 
     def shape(self, input_shape):
         return input_shape

@@ -10,11 +10,8 @@ from functools import cached_property
 import jax
 import jax.numpy as jnp
 
-from funcnn.checks import InputError
+from funcnn.checks import InputError, InputTypeError
 from funcnn.layers.base import Layer, _size, as_layer, row_keys
-from funcnn.layers.conv import Conv2D
-from funcnn.layers.pool import _Pool
-from funcnn.layers.windows import CHWN, NHWC, _swap_nc
 
 
 # --- composition -----------------------------------------------------------------------------
@@ -42,13 +39,6 @@ class Residual(Layer):
     @property
     def weighs_rows(self):
         return self.layer.weighs_rows
-
-    @property
-    def takes_chwn(self):
-        return self.layer.takes_chwn
-
-    def in_layout(self, layout):
-        return Residual(self.layer.in_layout(layout))
 
     def shape(self, input_shape):
         out = self.layer.shape(input_shape)
@@ -78,21 +68,11 @@ class Residual(Layer):
 @dataclass(frozen=True)
 class Serial(Layer):
     """Layers one after another; params and caches are tuples in layer order. Backprop is the
-    list read backwards: each layer pulls g back one step.
-
-    Images come in and go out NHWC. With `image_layout="CHWN"` (PyTorch's `channels_last` in
-    spirit: a memory order you opt into), each run of layers that can compute on CHWN images
-    (Conv2D, the pools, the norms, Dropout, an elementwise activation, a Residual or serial of
-    those) and holds a convolution or a pool does so: its input is transposed to CHWN once
-    and its output back. The numbers are the same up to rounding; only the time differs, and
-    not always in one direction (windows.py and the README give the measurements)."""
+    list read backwards: each layer pulls g back one step."""
     layers: tuple
-    image_layout: str = NHWC
-    layout: str = NHWC                   # CHWN: a run inside another serial (its input too)
 
     def __repr__(self):
-        order = "" if self.image_layout == NHWC else f", image_layout={self.image_layout!r}"
-        return f"serial({', '.join(map(repr, self.layers))}{order})"
+        return f"serial({', '.join(map(repr, self.layers))})"
 
     @cached_property
     def needs_key(self):
@@ -105,44 +85,6 @@ class Serial(Layer):
     @cached_property
     def weighs_rows(self):
         return any(layer.weighs_rows for layer in self.layers)
-
-    @property
-    def takes_chwn(self):
-        return all(layer.takes_chwn for layer in self.layers)
-
-    def in_layout(self, layout):
-        return Serial(tuple(l.in_layout(layout) for l in self.layers), self.image_layout, layout)
-
-    def _groups(self):
-        """The layers in order, as (first, stop, chwn): layers[first:stop] compute on CHWN
-        images when chwn; each other layer is a group of its own."""
-        if self.layout == CHWN:                              # inside a run: all of it is
-            return [(0, len(self.layers), False)]
-        groups, i = [], 0
-        while i < len(self.layers):
-            stop = i
-            while stop < len(self.layers) and self.layers[stop].takes_chwn:
-                stop += 1
-            if stop > i and self._runs_chwn(self.layers[i:stop]):
-                groups.append((i, stop, True))
-                i = stop
-            else:
-                groups.append((i, i + 1, False))
-                i += 1
-        return groups
-
-    def _runs_chwn(self, run):
-        """Should this run of CHWN-capable layers compute on CHWN images? Only image runs: those
-        with a convolution or a pool (which need images, and the rest keep the shape)."""
-        return self.image_layout == CHWN and any(isinstance(l, (Conv2D, _Pool))
-                                                 for l in _sublayers(run))
-
-    def _layers(self):
-        """(layer as it computes, its index, chwn transposes before / after it)."""
-        for first, stop, chwn in self._groups():
-            for i in range(first, stop):
-                layer = self.layers[i].in_layout(CHWN) if chwn else self.layers[i]
-                yield layer, i, chwn and i == first, chwn and i == stop - 1
 
     def shapes(self, input_shape) -> list:
         """Each layer's output shape, in order; an InputError names the layer that fails."""
@@ -179,24 +121,22 @@ class Serial(Layer):
     def apply(self, ps, x, train=False, key=None, w=None):
         if len(ps) != len(self.layers):
             raise ValueError(f"{len(ps)} params for {len(self.layers)} layers")
-        caches, keys = [], self._keys(key, x.shape[-1 if self.layout == CHWN else 0])
-        for layer, i, enter, leave in self._layers():
-            x = _swap_nc(x) if enter else x
-            x_in = x
-            x, cache = layer.apply(ps[i], x, train, keys[i], **_weights(layer, w))
-            if self.layout == NHWC and not (enter or leave or _inside_chwn(self, i)):
-                _check_output(i, layer, x_in, x)
-            x = _swap_nc(x) if leave else x
+        caches, keys = [], self._keys(key, x.shape[0])
+        for i, (layer, p, k) in enumerate(zip(self.layers, ps, keys)):
+            y, cache = layer.apply(p, x, train, k, **_weights(layer, w))
+            _check_output(i, layer, x, y)
+            x = y
             caches.append(cache)
         return x, tuple(caches)
 
     def vjp(self, ps, caches, g):
         grads = []
-        for layer, i, enter, leave in reversed(list(self._layers())):
-            g = _swap_nc(g) if leave else g                  # a transpose's VJP: its inverse
+        for i, layer in reversed(list(enumerate(self.layers))):
+            if not callable(getattr(layer, "vjp", None)):
+                raise InputTypeError(f"layer {i} ({layer!r}) has no vjp(p, cache, g), so it "
+                                     "cannot train: write its VJP (funcnn/layers/__init__.py)")
             dp, g = layer.vjp(ps[i], caches[i], g)           # each layer pulls g back one step
             _check_gradient(i, layer, ps[i], dp)
-            g = _swap_nc(g) if enter else g
             grads.append(dp)
         return tuple(reversed(grads)), g
 
@@ -208,10 +148,6 @@ class Serial(Layer):
 def _weights(layer, w):
     """The keyword that passes the rows' weights on to a layer that takes them."""
     return {"w": w} if layer.weighs_rows else {}
-
-
-def _inside_chwn(serial, i):
-    return any(chwn and first <= i < stop for first, stop, chwn in serial._groups())
 
 
 def _check_output(i, layer, x, y):
@@ -238,22 +174,7 @@ def _check_gradient(i, layer, p, dp):
                              "(check it with funcnn.gradcheck.check_layer)")
 
 
-def _sublayers(layers):
-    """Every layer in `layers`, and inside each Residual and serial, depth first."""
-    for layer in layers:
-        yield layer
-        if isinstance(layer, Residual):
-            yield from _sublayers([layer.layer])
-        elif isinstance(layer, Serial):
-            yield from _sublayers(layer.layers)
-
-
-def serial(*layers, image_layout=NHWC) -> Serial:
+def serial(*layers) -> Serial:
     """Compose layers in order: `serial(Dense(128), funcnn.math.relu, Dense(10))`. A serial is
-    itself a layer, so serials nest. `image_layout` ("NHWC", the default, or "CHWN") picks the
-    axis order its image layers compute in (see Serial); the result is the same."""
-    if image_layout not in (NHWC, CHWN):
-        raise InputError(f"serial's image_layout must be 'NHWC' or 'CHWN', got "
-                         f"{image_layout!r}")
-    return Serial(tuple(as_layer(l, f"serial's argument {i}") for i, l in enumerate(layers)),
-                  image_layout)
+    itself a layer, so serials nest."""
+    return Serial(tuple(as_layer(l, f"serial's argument {i}") for i, l in enumerate(layers)))

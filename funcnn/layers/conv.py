@@ -14,17 +14,15 @@ from funcnn import backend, initializers
 from funcnn.checks import InputError, integer
 from funcnn.layers import winograd
 from funcnn.layers.base import Layer, _hw, _pair
-from funcnn.layers.windows import (NHWC, _c_axis, _check_padding, _crop, _other_axes, _pad,
-                                   _padding, _per_channel, _window_shape, patches, patches_vjp)
+from funcnn.layers.windows import (_check_padding, _crop, _pad, _padding, _window_shape,
+                                   patches, patches_vjp)
 
 
 # --- convolution -----------------------------------------------------------------------------
 
 # "auto" on a CPU: Winograd's F(2x2, 3x3) for a 3x3 stride-1 convolution with at least this many
-# input channels, the patch product below it. fit, batch 128, the conv 3x3 as winograd / as
-# patches (interleaved A/B, 2026-12-06, AMD EPYC Zen 4, AVX-512, 2 cores): 32 -> 64 channels
-# 0.79, 64 -> 128 0.78, fashion-cnn's 32 -> 64 + BatchNorm 0.89-1.05; 16 -> 32 1.06, 1 -> 16
-# 1.4 (the 16 products of a few channels run far below the machine's matmul rate).
+# input channels, the patch product below it: with fewer, Winograd's 16 products of a few
+# channels run far below the machine's matmul rate (docs/performance.md).
 WINOGRAD_MIN_CHANNELS = 32
 
 @dataclass(frozen=True)
@@ -45,16 +43,6 @@ class Conv2D(Layer):
     - "auto" (the default): "conv" on a GPU; elsewhere "winograd" for a 3x3 stride-1 kernel
       on at least WINOGRAD_MIN_CHANNELS input channels, "patches" otherwise. All give the same
       numbers up to rounding; the tests hold each against jax.grad.
-    In CHWN (x: f32[c_in, h, w, n], `serial(..., image_layout="CHWN")`) the patches come
-    out as P^T: f32[kh kw c_in, oh ow n], and Y^T = W^T P^T: f32[filters, oh ow n]. Then the
-    forward and both halves of the VJP read every operand untransposed: dL/dW = P^T (dL/dY^T)^T
-    contracts the long oh ow n axis of two row-major matrices, and dL/dP^T = W dL/dY^T is a
-    plain product. In NHWC, dL/dW = P^T dL/dY reads P transposed, which XLA's CPU backend
-    hands to its general routine (fashion-cnn's conv2 alone, batch 128: dW 8.7 ms NHWC,
-    5.8 CHWN; patches 2.2 -> 1.2 ms, 2026-12-05, Zen 4). But XLA's CPU backend also has slow
-    routes in CHWN: a dW with few rows (K = 9, a first convolution on one channel) and 32
-    filters goes to a YNNPACK kernel at ~7.5 GFLOP/s (31 ms at batch 512, against 2.8 for
-    NHWC's), so which order is faster depends on the network (README, section 7).
     """
     filters: int
     kernel: tuple
@@ -62,8 +50,6 @@ class Conv2D(Layer):
     padding: object = "SAME"
     init_scheme: object = initializers.glorot()
     formulation: str = "auto"
-    layout: str = NHWC                   # the axis order of x; set by serial (windows.py)
-    takes_chwn = True
     independent_rows = True
 
     def __init__(self, filters, kernel, stride=1, padding="SAME", init=initializers.glorot(),
@@ -117,55 +103,44 @@ class Conv2D(Layer):
         return {"w": p["w"].reshape(kh, kw, input_shape[2], self.filters), "b": p["b"]}
 
     def apply(self, p, x, train=False, key=None):
-        (h, w), c = x.shape[1:3], x.shape[_c_axis(self.layout)]
+        h, w, c = x.shape[1:]
         pads = _padding(self.padding, (h, w), self.kernel, self.stride)
-        bias = _per_channel(p["b"], 4, self.layout)
+        bias = p["b"].reshape(1, 1, 1, -1)
         how = self._as(p["w"].shape[2])
         if how == "conv":
-            lhs, x_pad = self.layout, _pad(x, pads)           # lhs: "NHWC" or "CHWN"
+            x_pad = _pad(x, pads)
             y = lax.conv_general_dilated(x_pad, p["w"], self.stride, "VALID",
-                                         dimension_numbers=(lhs, "HWIO", lhs))
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
             return y + bias, (x_pad, pads)
         oh, ow, _ = self.shape((h, w, c))
         if how == "winograd":                                 # Winograd's F(2x2, 3x3)
-            y, cache = winograd.conv(x, p["w"], pads, (oh, ow), self.layout)
+            y, cache = winograd.conv(x, p["w"], pads, (oh, ow))
             return y + bias, cache
         w_mat = p["w"].reshape(-1, self.filters)              # W: f32[kh kw c_in, filters]
-        cols = patches(_pad(x, pads), self.kernel, self.stride, (oh, ow), self.layout)
-        if self.layout == NHWC:
-            cols = cols.reshape(-1, w_mat.shape[0])           # P: f32[n oh ow, kh kw c_in]
-            y = (cols @ w_mat).reshape(-1, oh, ow, self.filters)          # Y = P W (+ b)
-        else:
-            cols = cols.reshape(w_mat.shape[0], -1)           # P^T: f32[kh kw c_in, oh ow n]
-            w_t = backend.copied(w_mat.T, always=True)        # W^T: f32[filters, kh kw c_in]
-            y = (w_t @ cols).reshape(self.filters, oh, ow, -1)            # Y^T = W^T P^T
+        cols = patches(_pad(x, pads), self.kernel, self.stride, (oh, ow))
+        cols = cols.reshape(-1, w_mat.shape[0])               # P: f32[n oh ow, kh kw c_in]
+        y = (cols @ w_mat).reshape(-1, oh, ow, self.filters)  # Y = P W (+ b)
         return y + bias, (cols, x.shape, pads)
 
     def vjp(self, p, cache, g):
-        db = g.sum(axis=_other_axes(4, self.layout))         # b is added at every position
+        db = g.sum(axis=(0, 1, 2))                           # b is added at every position
         how = self._as(p["w"].shape[2])
         if how == "conv":
             dw, dx = self._conv_vjp(p, cache, g)
             return {"w": dw, "b": db}, dx
         if how == "winograd":
-            dw, dx = winograd.conv_vjp(p["w"], cache, g, self.layout)
+            dw, dx = winograd.conv_vjp(p["w"], cache, g)
             return {"w": dw, "b": db}, dx
         cols, x_shape, pads = cache
-        (h, w), c = x_shape[1:3], x_shape[_c_axis(self.layout)]
+        h, w, c = x_shape[1:]
         oh, ow = g.shape[1:3]
         w_mat = p["w"].reshape(-1, self.filters)
-        if self.layout == NHWC:
-            g = g.reshape(-1, self.filters)                   # dL/dY: f32[n oh ow, filters]
-            # Y = P W + b  =>  dL/dW = P^T dL/dY,  dL/dP = dL/dY W^T
-            dw = backend.copied(cols.T) @ g
-            d_cols = (g @ w_mat.T).reshape(-1, oh, ow, self.kernel[0] * self.kernel[1], c)
-        else:
-            g = g.reshape(self.filters, -1)                   # dL/dY^T: f32[filters, oh ow n]
-            # Y^T = W^T P^T + b  =>  dL/dW = P^T (dL/dY^T)^T,  dL/dP^T = W dL/dY^T
-            dw = lax.dot_general(cols, g, (((1,), (1,)), ((), ())))
-            d_cols = (w_mat @ g).reshape(-1, c, oh, ow, x_shape[3])   # [kh kw, c, oh, ow, n]
+        g = g.reshape(-1, self.filters)                       # dL/dY: f32[n oh ow, filters]
+        # Y = P W + b  =>  dL/dW = P^T dL/dY,  dL/dP = dL/dY W^T
+        dw = backend.copied(cols.T) @ g
+        d_cols = (g @ w_mat.T).reshape(-1, oh, ow, self.kernel[0] * self.kernel[1], c)
         padded = (h + sum(pads[0]), w + sum(pads[1]))
-        dx = patches_vjp(d_cols, padded, self.kernel, self.stride, self.layout)  # in place
+        dx = patches_vjp(d_cols, padded, self.kernel, self.stride)   # in place
         return {"w": dw.reshape(p["w"].shape), "b": db}, _crop(dx, pads, (h, w))
 
     def _conv_vjp(self, p, cache, g):
@@ -181,14 +156,12 @@ class Conv2D(Layer):
         H, W = x_pad.shape[1:3]
         rh, rw = (H - kh) % sh, (W - kw) % sw                 # rows, columns no window reaches
         flipped = jnp.flip(p["w"], axis=(0, 1)).swapaxes(2, 3)   # [kh, kw, filters, c_in]
-        lhs = self.layout
         dx = lax.conv_general_dilated(g, flipped, (1, 1), ((kh - 1, kh - 1 + rh),
                                                            (kw - 1, kw - 1 + rw)),
                                       lhs_dilation=self.stride,
-                                      dimension_numbers=(lhs, "HWIO", lhs))
-        # the batch axis plays the channels, the channels the batch: NHWC reads as "CHWN"
-        swapped = {"NHWC": ("CHWN", "IHWO"), "CHWN": ("NHWC", "OHWI")}[lhs]
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        # the batch axis plays the channels, the channels the batch: x_pad read as "CHWN"
         dw = lax.conv_general_dilated(x_pad, g, (1, 1), "VALID", rhs_dilation=self.stride,
-                                      dimension_numbers=(*swapped, "HWNC"))
+                                      dimension_numbers=("CHWN", "IHWO", "HWNC"))
         h, w = H - sum(pads[0]), W - sum(pads[1])
         return dw[:kh, :kw], _crop(dx, pads, (h, w))

@@ -11,7 +11,6 @@ import jax.numpy as jnp
 
 from funcnn.checks import InputError, number
 from funcnn.layers.base import Layer, row_keys
-from funcnn.layers.windows import CHWN, NHWC, _swap_nc
 
 
 # --- dropout ---------------------------------------------------------------------------------
@@ -24,8 +23,6 @@ class Dropout(Layer):
     Row i's mask comes from row i's key (`key: key[n]`, or one key split into n): the same
     key gives the same mask, whatever rows share the batch."""
     rate: float
-    layout: str = NHWC                   # the axis order of an image x; set by serial
-    takes_chwn = True
     independent_rows = True              # row i's mask comes from row i's key
 
     def __init__(self, rate):
@@ -48,12 +45,8 @@ class Dropout(Layer):
     def apply(self, p, x, train=False, key=None):
         if not train or self.rate == 0:
             return x, None                                   # evaluation: y = x
-        chwn = self.layout == CHWN and x.ndim == 4           # rows last: the NHWC mask, moved
-        n = x.shape[-1] if chwn else x.shape[0]
-        row_shape = (*x.shape[1:3], x.shape[0]) if chwn else x.shape[1:]
-        draw = lambda k: jax.random.bernoulli(k, 1.0 - self.rate, row_shape)
-        keep = jax.vmap(draw)(row_keys(key, n))              # row i's mask from row i's key
-        keep = _swap_nc(keep) if chwn else keep
+        draw = lambda k: jax.random.bernoulli(k, 1.0 - self.rate, x.shape[1:])
+        keep = jax.vmap(draw)(row_keys(key, x.shape[0]))     # row i's mask from row i's key
         scale = jnp.where(keep, 1.0 / (1.0 - self.rate), 0.0).astype(x.dtype)
         return x * scale, scale                              # y = x m / (1 - rate)
 

@@ -11,10 +11,14 @@ from jax import lax
 
 from funcnn.checks import InputError, number
 from funcnn.layers.base import Layer, _size
-from funcnn.layers.windows import CHWN, NHWC, _c_axis, _other_axes, _per_channel
 
 
 # --- normalisation ---------------------------------------------------------------------------
+
+def _per_channel(v, ndim):
+    """f32[c] -> f32[1, ..., 1, c]: broadcast over every axis but the last, said explicitly."""
+    return v.reshape((1,) * (ndim - 1) + (-1,))
+
 
 def _normalized_vjp(g, x_hat, inv, axes, m=None):
     """dL/dx of x_hat = (x - mean(x)) / sqrt(var(x) + eps) over `axes`, given g = dL/dx_hat:
@@ -29,11 +33,9 @@ def _normalized_vjp(g, x_hat, inv, axes, m=None):
     return inv * (g - m * (mean(g) + x_hat * mean(g * x_hat)))
 
 
-def _counted(w, x, layout):
+def _counted(w, x):
     """The rows of weight > 0 as a 0/1 mask shaped like x (1 where a value counts)."""
-    rows = x.shape[-1] if layout == CHWN and x.ndim == 4 else x.shape[0]
-    shape = [1] * x.ndim
-    shape[-1 if layout == CHWN and x.ndim == 4 else 0] = rows
+    shape = (x.shape[0],) + (1,) * (x.ndim - 1)
     return jnp.broadcast_to((w > 0).astype(x.dtype).reshape(shape), x.shape)
 
 
@@ -52,8 +54,6 @@ class BatchNorm(Layer):
     those `fit(mesh=...)` adds) change nothing. A training batch needs 2 rows or more."""
     momentum: float = 0.1
     eps: float = 1e-5
-    layout: str = NHWC                   # the axis order of an image x; set by serial
-    takes_chwn = True
     weighs_rows = True                   # mu and var over the rows of weight > 0
 
     def __post_init__(self):                  # keep plain floats: equal layers hash alike
@@ -76,21 +76,20 @@ class BatchNorm(Layer):
                 "mean": jnp.zeros(c, dtype), "var": jnp.ones(c, dtype)}
 
     def apply(self, p, x, train=False, key=None, w=None):
-        axes = _other_axes(x.ndim, self.layout)              # all but the channels
-        c = lambda v: _per_channel(v, x.ndim, self.layout)
+        axes = tuple(range(x.ndim - 1))                      # all but the channels
+        c = lambda v: _per_channel(v, x.ndim)
         m = None
         if train:
-            rows = x.shape[-1] if self.layout == CHWN and x.ndim == 4 else x.shape[0]
-            if rows < 2:
+            if x.shape[0] < 2:
                 self._fail("training needs a batch of 2 rows or more: with one, the batch's "
                            "mean is the row itself and every output is beta; use a larger "
                            "batch_size")
             if w is None:
                 mu = x.mean(axis=axes, keepdims=True)
                 var = ((x - mu) ** 2).mean(axis=axes, keepdims=True)
-                count = _size(x.shape) // x.shape[_c_axis(self.layout, x.ndim)]
+                count = _size(x.shape) // x.shape[-1]
             else:                                            # over the rows of weight > 0
-                m = _counted(w, x, self.layout)
+                m = _counted(w, x)
                 count = m.sum(axis=axes, keepdims=True)
                 mu = (m * x).sum(axis=axes, keepdims=True) / count
                 var = (m * (x - mu) ** 2).sum(axis=axes, keepdims=True) / count
@@ -106,10 +105,10 @@ class BatchNorm(Layer):
 
     def vjp(self, p, cache, g):
         x_hat, inv, stats, m = cache
-        axes = _other_axes(g.ndim, self.layout)
+        axes = tuple(range(g.ndim - 1))
         d = {"gamma": (g * x_hat).sum(axis=axes), "beta": g.sum(axis=axes),   # y = gamma x_hat + beta
              "mean": jnp.zeros_like(p["mean"]), "var": jnp.zeros_like(p["var"])}
-        g_hat = g * _per_channel(p["gamma"], g.ndim, self.layout)   # dL/dx_hat
+        g_hat = g * _per_channel(p["gamma"], g.ndim)         # dL/dx_hat
         if stats is None:                                    # evaluation: mu, var are constants
             return d, g_hat * inv
         return d, _normalized_vjp(g_hat, x_hat, inv, axes, m)   # training: mu, var depend on x
@@ -130,8 +129,6 @@ class LayerNorm(Layer):
     each pixel), then scales and shifts: y = gamma (x - mu) / sqrt(var + eps) + beta, with
     p = {"gamma", "beta"}: f32[d]. The same in training and evaluation."""
     eps: float = 1e-5
-    layout: str = NHWC                   # the axis order of an image x; set by serial
-    takes_chwn = True
     independent_rows = True
 
     def __post_init__(self):
@@ -148,16 +145,15 @@ class LayerNorm(Layer):
         return {"gamma": jnp.ones(d, dtype), "beta": jnp.zeros(d, dtype)}
 
     def apply(self, p, x, train=False, key=None):
-        ax = _c_axis(self.layout, x.ndim)
-        mu = x.mean(axis=ax, keepdims=True)
-        inv = lax.rsqrt(((x - mu) ** 2).mean(axis=ax, keepdims=True) + self.eps)
+        mu = x.mean(axis=-1, keepdims=True)
+        inv = lax.rsqrt(((x - mu) ** 2).mean(axis=-1, keepdims=True) + self.eps)
         x_hat = (x - mu) * inv
-        c = lambda v: _per_channel(v, x.ndim, self.layout)
+        c = lambda v: _per_channel(v, x.ndim)
         return c(p["gamma"]) * x_hat + c(p["beta"]), (x_hat, inv)
 
     def vjp(self, p, cache, g):
         x_hat, inv = cache
-        axes, ax = _other_axes(g.ndim, self.layout), _c_axis(self.layout, g.ndim)
+        axes = tuple(range(g.ndim - 1))
         d = {"gamma": (g * x_hat).sum(axis=axes), "beta": g.sum(axis=axes)}
-        gamma = _per_channel(p["gamma"], g.ndim, self.layout)
-        return d, _normalized_vjp(g * gamma, x_hat, inv, ax)
+        gamma = _per_channel(p["gamma"], g.ndim)
+        return d, _normalized_vjp(g * gamma, x_hat, inv, -1)

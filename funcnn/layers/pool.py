@@ -10,8 +10,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from funcnn.layers.base import Layer, _hw, _pair
-from funcnn.layers.windows import (NHWC, _c_axis, _check_padding, _crop, _pad, _padding,
-                                   _window_shape, patches, patches_vjp)
+from funcnn.layers.windows import (_check_padding, _crop, _pad, _padding, _window_shape,
+                                   patches, patches_vjp)
 
 
 # --- pools -----------------------------------------------------------------------------------
@@ -21,8 +21,6 @@ class _Pool(Layer):
     window: tuple
     stride: tuple
     padding: object
-    layout: str = NHWC                   # the axis order of x; set by serial (windows.py)
-    takes_chwn = True
     independent_rows = True
 
     def __init__(self, window=(2, 2), stride=None, padding="VALID"):
@@ -41,29 +39,24 @@ class _Pool(Layer):
         return (*_window_shape(self, input_shape, self.window, self.stride, self.padding),
                 input_shape[2])
 
-    def _hwc(self, shape):
-        return shape[1], shape[2], shape[_c_axis(self.layout)]
-
     def _patches(self, x, fill):
-        h, w, c = self._hwc(x.shape)
+        h, w, c = x.shape[1:]
         pads = _padding(self.padding, (h, w), self.window, self.stride)
         oh, ow, _ = self.shape((h, w, c))
-        return patches(_pad(x, pads, fill), self.window, self.stride, (oh, ow),
-                       self.layout), pads
+        return patches(_pad(x, pads, fill), self.window, self.stride, (oh, ow)), pads
 
     # Windows that tile the input (stride = window, the usual 2x2 pool) need no patches: the
     # kh kw strided views x[:, i::kh, j::kw] are the windows' elements, and the VJP spreads g
     # over each tile (a broadcast to f32[n, oh, kh, ow, kw, c] and a reshape), with no pad or
     # stack. Each is one loop for XLA. The broadcast matters: XLA's CPU backend refuses to fuse
     # a producer it would evaluate many times, and kh kw selects of g (one per offset) made it
-    # write out the nine pads of the next convolution's VJP (small CNN, batch 128: a step
-    # 15 -> 11.7 ms with the patches' stack below, 2026-12-05, Zen 4).
+    # write out the nine pads of the next convolution's VJP (docs/performance.md).
     def _tiles(self):
         return self.stride == self.window
 
     def _views(self, x, fill):
         """The kh kw views f32[n, oh, ow, c] of the padded x, row-major; the pads."""
-        h, w, c = self._hwc(x.shape)
+        h, w, c = x.shape[1:]
         pads = _padding(self.padding, (h, w), self.window, self.stride)
         oh, ow, _ = self.shape((h, w, c))
         (kh, kw), x = self.window, _pad(x, pads, fill)
@@ -71,10 +64,10 @@ class _Pool(Layer):
                 for i in range(kh) for j in range(kw)], pads
 
     def _untile(self, d_tiles, x_shape, pads):
-        """The VJP of _views: d_tiles: f32[n, oh, kh, ow, kw, c] (CHWN: [c, oh, kh, ow, kw, n]),
-        the gradient of each view (offset (i, j) at kh's i and kw's j) -> dL/dx, the padding
-        (and the rows and columns no window covered) cut off or filled with 0."""
-        (kh, kw), (h, w, _) = self.window, self._hwc(x_shape)
+        """The VJP of _views: d_tiles: f32[n, oh, kh, ow, kw, c], the gradient of each view
+        (offset (i, j) at kh's i and kw's j) -> dL/dx, the padding (and the rows and columns
+        no window covered) cut off or filled with 0."""
+        (kh, kw), (h, w) = self.window, x_shape[1:3]
         oh, ow = d_tiles.shape[1], d_tiles.shape[3]
         dx = d_tiles.reshape(x_shape[0], oh * kh, ow * kw, x_shape[3])
         (top, bottom), (left, right) = pads
@@ -83,15 +76,13 @@ class _Pool(Layer):
                         (-left, w + left + right - ow * kw - right, 0), (0, 0, 0)))
 
     def _back(self, d_patches, x_shape, pads):
-        h, w, _ = self._hwc(x_shape)
+        h, w = x_shape[1:3]
         padded = (h + sum(pads[0]), w + sum(pads[1]))
-        return _crop(patches_vjp(d_patches, padded, self.window, self.stride, self.layout),
-                     pads, (h, w))
+        return _crop(patches_vjp(d_patches, padded, self.window, self.stride), pads, (h, w))
 
 
 def _spread(a):
-    """f32[n, oh, ow, c] -> f32[n, oh, 1, ow, 1, c] (CHWN: [c, oh, 1, ow, 1, n]): one value
-    for every element of a tile."""
+    """f32[n, oh, ow, c] -> f32[n, oh, 1, ow, 1, c]: one value for every element of a tile."""
     return a[:, :, None, :, None]
 
 
@@ -113,12 +104,11 @@ class MaxPool2D(_Pool):
                 y, first = jnp.where(wins, v, y), jnp.where(wins, index(t), first)
             return y, (first, x.shape, pads, len(views))
         cols, pads = self._patches(x, jnp.finfo(x.dtype).min)   # f32[n, oh, ow, kh kw, c]
-        tap = _c_axis(self.layout)                           # the window offsets' axis
-        first = jnp.argmax(cols, axis=tap)                       # the first largest offset
+        first = jnp.argmax(cols, axis=3)                         # the first largest offset
         # y = the element at `first` (not jnp.max: under jit, XLA may round the max and the
         # patches differently, and autodiff of max then finds no element equal to it)
-        y = jnp.take_along_axis(cols, jnp.expand_dims(first, tap), axis=tap).squeeze(tap)
-        return y, (first, x.shape, pads, cols.shape[tap])
+        y = jnp.take_along_axis(cols, first[:, :, :, None], axis=3).squeeze(3)
+        return y, (first, x.shape, pads, cols.shape[3])
 
     def vjp(self, p, cache, g):
         first, x_shape, pads, k = cache
@@ -129,10 +119,8 @@ class MaxPool2D(_Pool):
                 1, 1, kh, 1, kw, 1)
             return (), self._untile(jnp.where(_spread(first) == offset, _spread(g), 0.0),
                                     x_shape, pads)
-        tap = _c_axis(self.layout)                           # the window offsets' axis
-        offsets = jnp.arange(k).reshape([k if a == tap else 1 for a in range(g.ndim + 1)])
-        hit = offsets == jnp.expand_dims(first, tap)
-        return (), self._back(jnp.where(hit, jnp.expand_dims(g, tap), 0.0), x_shape, pads)
+        hit = jnp.arange(k).reshape(1, 1, 1, k, 1) == first[:, :, :, None]   # [n, oh, ow, k, c]
+        return (), self._back(jnp.where(hit, g[:, :, :, None], 0.0), x_shape, pads)
 
 
 class AvgPool2D(_Pool):
@@ -143,18 +131,16 @@ class AvgPool2D(_Pool):
         if self._tiles():
             views, pads = self._views(x, 0.0)
             return sum(views[1:], views[0]) / len(views), (x.shape, pads, len(views))
-        cols, pads = self._patches(x, 0.0)
-        tap = _c_axis(self.layout)                           # the window offsets' axis
-        return cols.mean(axis=tap), (x.shape, pads, cols.shape[tap])
+        cols, pads = self._patches(x, 0.0)                  # f32[n, oh, ow, kh kw, c]
+        return cols.mean(axis=3), (x.shape, pads, cols.shape[3])
 
     def vjp(self, p, cache, g):
         x_shape, pads, k = cache
         # y = (1/k) sum of the window  =>  each of its k elements gets g / k
         if self._tiles():
-            (kh, kw), (a, oh, ow, b) = self.window, g.shape     # a, b: n, c (CHWN: c, n)
-            tiles = jnp.broadcast_to(_spread(g / k), (a, oh, kh, ow, kw, b))
+            (kh, kw), (n, oh, ow, c) = self.window, g.shape
+            tiles = jnp.broadcast_to(_spread(g / k), (n, oh, kh, ow, kw, c))
             return (), self._untile(tiles, x_shape, pads)
-        tap = _c_axis(self.layout)                           # the window offsets' axis
-        spread = jnp.expand_dims(g / k, tap)
-        spread = jnp.broadcast_to(spread, spread.shape[:tap] + (k,) + spread.shape[tap + 1:])
+        n, oh, ow, c = g.shape
+        spread = jnp.broadcast_to((g / k)[:, :, :, None], (n, oh, ow, k, c))
         return (), self._back(spread, x_shape, pads)

@@ -66,72 +66,29 @@ def _window_shape(layer, input_shape, window, stride, padding):
     return out
 
 
-# --- layouts: the axis order of an image batch -------------------------------------------------
-# Users pass NHWC, f32[n, h, w, c]. Inside `serial(..., image_layout="CHWN")`, a run of image
-# layers computes in CHWN, f32[c, h, w, n] (cuda-convnet's order: channels first, the batch
-# last): its patches then come out as the transposed patch matrix P^T, f32[kh kw c, oh ow n],
-# and every product of a convolution, its forward and both halves of its VJP, reads its
-# operands untransposed (see Conv2D). The batch stays the fastest axis, so a window's slice,
-# its pad and a pool's tiles all move whole rows of n numbers, as NHWC moves rows of c. (The
-# order [c, n, h, w] put w there: its pools' tiles interleave the fastest axis, 1.4-1.6x
-# slower.) A layer's `layout` field says which order the arrays it receives are in; only
-# `serial` sets it.
-NHWC, CHWN = "NHWC", "CHWN"
-# h and w are axes 1 and 2 in both orders, so windows slice and pad them alike; only the
-# channels move (axis 3 or 0), and the batch with them (0 or 3).
-
-
-def _c_axis(layout, ndim=4):
-    """Where the channels are: the last axis, or the first of an image batch in CHWN. The
-    patches put their kh kw window offsets there, just before the channels:
-    [n, oh, ow, kh kw, c] or [kh kw, c, oh, ow, n]."""
-    return 0 if layout == CHWN and ndim == 4 else ndim - 1
-
-
-def _swap_nc(x):
-    """NHWC <-> CHWN: the batch and channel axes trade places (its own inverse, and VJP)."""
-    return x.transpose(3, 1, 2, 0)
-
-
-def _per_channel(v, ndim, layout):
-    """f32[c] -> f32[1, ..., 1, c] (or [c, 1, 1, 1] in CHWN): broadcast over every other axis."""
-    shape = [1] * ndim
-    shape[_c_axis(layout, ndim)] = -1
-    return v.reshape(shape)
-
-
-def _other_axes(ndim, layout):
-    """Every axis but the channels (what a per-channel sum or mean runs over)."""
-    return tuple(a for a in range(ndim) if a != _c_axis(layout, ndim))
-
-
-def patches(x, window, stride, out_hw, layout=NHWC):
-    """x: f32[n, H, W, c] (already padded) -> f32[n, oh, ow, kh * kw, c];
-    in CHWN, x: f32[c, H, W, n] -> f32[kh * kw, c, oh, ow, n]."""
+def patches(x, window, stride, out_hw):
+    """x: f32[n, H, W, c] (already padded) -> f32[n, oh, ow, kh * kw, c]."""
     (kh, kw), (sh, sw), (oh, ow) = window, stride, out_hw
-    tap = _c_axis(layout)
     # a row of kw offsets at a time, then the kh rows: XLA's CPU backend fuses a stack of at
-    # most 8 parts into one loop, and copies out every part of a larger one first (3x3: 9)
-    # (the small CNN's conv2 patches, batch 128: 5.2 -> 1.3 ms, 2026-12-05, Zen 4)
+    # most 8 parts into one loop, and copies out every part of a larger one first (3x3: 9;
+    # docs/performance.md)
     rows = [jnp.stack([x[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
-                       for j in range(kw)], axis=tap) for i in range(kh)]
-    stacked = jnp.stack(rows, axis=tap)                       # the kh and kw axes side by side
-    return stacked.reshape(stacked.shape[:tap] + (kh * kw,) + stacked.shape[tap + 2:])
+                       for j in range(kw)], axis=3) for i in range(kh)]
+    stacked = jnp.stack(rows, axis=3)                         # [n, oh, ow, kh, kw, c]
+    return stacked.reshape(stacked.shape[:3] + (kh * kw,) + stacked.shape[5:])
 
 
-def patches_vjp(g, padded_hw, window, stride, layout=NHWC):
-    """g = dL/dpatches: f32[n, oh, ow, kh * kw, c] -> dL/dx: f32[n, H, W, c] (x padded);
-    in CHWN, f32[kh * kw, c, oh, ow, n] -> f32[c, H, W, n]."""
+def patches_vjp(g, padded_hw, window, stride):
+    """g = dL/dpatches: f32[n, oh, ow, kh * kw, c] -> dL/dx: f32[n, H, W, c] (x padded)."""
     (kh, kw), (sh, sw), (H, W) = window, stride, padded_hw
-    tap = _c_axis(layout)
-    _, oh, ow, _ = (d for a, d in enumerate(g.shape) if a != tap)   # the image's own axes
+    _, oh, ow, _, _ = g.shape
     zero = jnp.zeros((), g.dtype)
     dx = None
     for t, (i, j) in enumerate(product(range(kh), range(kw))):
         # slice t read x[:, i:i + sh (oh - 1) + 1:sh, ...]: its gradient goes back there
         rows = (i, H - i - sh * (oh - 1) - 1, sh - 1)        # (before, after, between)
         cols = (j, W - j - sw * (ow - 1) - 1, sw - 1)
-        g_t = lax.index_in_dim(g, t, axis=tap, keepdims=False)   # offset t's gradient
+        g_t = lax.index_in_dim(g, t, axis=3, keepdims=False)   # offset t's gradient
         back = lax.pad(g_t, zero, ((0, 0, 0), rows, cols, (0, 0, 0)))
         dx = back if dx is None else dx + back               # overlapping windows add
     return dx

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from funcnn.layers.windows import NHWC, _pad
+from funcnn.layers.windows import _pad
 
 B_T = np.array([[1, 0, -1, 0],          # the input transform: V = B^T d B
                 [0, 1, 1, 0],
@@ -80,71 +80,62 @@ def tiles(out_hw):
     return tuple(-(-s // 2) for s in out_hw)
 
 
-def _flat(x, layout):
-    """A tile grid's array [n, th, tw, c] -> the rows of a product: [n th tw, c] (CHWN:
-    [c, th, tw, n] -> [c, th tw n])."""
-    return x.reshape(-1, x.shape[3]) if layout == NHWC else x.reshape(x.shape[0], -1)
+def _flat(x):
+    """A tile grid's array [n, th, tw, c] -> the rows of a product: [n th tw, c]."""
+    return x.reshape(-1, x.shape[3])
 
 
-def forward(x_pad, u, out_hw, layout=NHWC):
+def forward(x_pad, u, out_hw):
     """x_pad: f32[n, 2 th + 2, 2 tw + 2, c_in] (padded, and with a row or column of zeros more
     where oh or ow is odd), U = kernel_transform(w) -> (y: f32[n, oh, ow, c_out], V) where V is
-    the transformed input the VJP reads. In CHWN: x_pad f32[c_in, ...h, w..., n] -> y
-    f32[c_out, oh, ow, n]."""
+    the transformed input the VJP reads."""
     th, tw = tiles(out_hw)
     # d[i][j]: element (i, j) of every tile, a strided view f32[n, th, tw, c]
     d = [[x_pad[:, i:i + 2 * th - 1:2, j:j + 2 * tw - 1:2] for j in range(4)]
          for i in range(4)]
     v = _mix2(B_T, d)                                         # V = B^T d B, 4 x 4 views
-    v = jnp.stack([jnp.stack([_flat(e, layout) for e in row]) for row in v])
-    v = v.reshape(16, *v.shape[2:])            # [16, n th tw, c] (CHWN: [16, c, th tw n])
-    if layout == NHWC:
-        m = jnp.einsum("ktc,kco->kto", v, u)                  # M = V U: [16, n th tw, c_out]
-        grid = [[m[4 * a + b].reshape(-1, th, tw, u.shape[-1]) for b in range(4)]
-                for a in range(4)]
-    else:
-        m = jnp.einsum("kct,kco->kot", v, u)                  # [16, c_out, th tw n]
-        grid = [[m[4 * a + b].reshape(u.shape[-1], th, tw, -1) for b in range(4)]
-                for a in range(4)]
+    v = jnp.stack([jnp.stack([_flat(e) for e in row]) for row in v])
+    v = v.reshape(16, *v.shape[2:])                           # [16, n th tw, c]
+    m = jnp.einsum("ktc,kco->kto", v, u)                      # M = V U: [16, n th tw, c_out]
+    grid = [[m[4 * a + b].reshape(-1, th, tw, u.shape[-1]) for b in range(4)]
+            for a in range(4)]
     y = _mix2(A_T, grid)                                      # Y = A^T M A: the 2 x 2 blocks
     y = jnp.stack([jnp.stack(row, axis=3) for row in y], axis=2)   # [n, th, 2, tw, 2, c]
     y = y.reshape(y.shape[0], 2 * th, 2 * tw, y.shape[-1])
     return y[:, :out_hw[0], :out_hw[1]], v
 
 
-def weight_vjp(v, g, layout=NHWC):
+def weight_vjp(v, g):
     """dL/dU = V^T dL/dM, with dL/dM = A g A^T on each 2x2 block of g = dL/dy."""
     oh, ow = g.shape[1:3]
     th, tw = tiles((oh, ow))
     g = jnp.pad(g, ((0, 0), (0, 2 * th - oh), (0, 2 * tw - ow), (0, 0)))   # odd sizes
     g_rs = [[g[:, r::2, s::2] for s in range(2)] for r in range(2)]
     dm = _mix2(A_T.T, g_rs)                                   # dL/dM = A g A^T
-    dm = jnp.stack([jnp.stack([_flat(e, layout) for e in row]) for row in dm])
+    dm = jnp.stack([jnp.stack([_flat(e) for e in row]) for row in dm])
     dm = dm.reshape(16, *dm.shape[2:])
-    if layout == NHWC:
-        return jnp.einsum("ktc,kto->kco", v, dm)              # M = V U  =>  dU = V^T dM
-    return jnp.einsum("kct,kot->kco", v, dm)
+    return jnp.einsum("ktc,kto->kco", v, dm)                  # M = V U  =>  dU = V^T dM
 
 
-def conv(x, w, pads, out_hw, layout=NHWC):
-    """A 3x3 stride-1 convolution: x: f32[n, h, w, c_in] (CHWN: [c_in, h, w, n]), w HWIO,
+def conv(x, w, pads, out_hw):
+    """A 3x3 stride-1 convolution: x: f32[n, h, w, c_in], w HWIO,
     pads ((top, bottom), (left, right)), out_hw (oh, ow) -> (y, cache for conv_vjp)."""
     th, tw = tiles(out_hw)                                    # odd sizes: a row of 0 more
     (top, bottom), (left, right) = pads
     x_pad = _pad(x, ((top, bottom + 2 * th - out_hw[0]), (left, right + 2 * tw - out_hw[1])))
-    y, v = forward(x_pad, kernel_transform(w), out_hw, layout)
+    y, v = forward(x_pad, kernel_transform(w), out_hw)
     return y, (v, pads, x.shape[1:3])
 
 
-def conv_vjp(w, cache, g, layout=NHWC):
+def conv_vjp(w, cache, g):
     """g = dL/dy -> (dL/dw, dL/dx)."""
     v, ((top, _), (left, _)), (h, w_in) = cache
-    dw = kernel_transform_vjp(weight_vjp(v, g, layout))
+    dw = kernel_transform_vjp(weight_vjp(v, g))
     # dL/dx[r] = sum_i g[r + top - i] w[i]: a VALID convolution of g, padded by 2 - top in
     # front (and behind to the tiles' size), with the flipped, swapped kernel
     (oh, ow), (th, tw) = g.shape[1:3], tiles((h, w_in))
     g_pad = lax.pad(g, jnp.zeros((), g.dtype), ((0, 0, 0), (2 - top, 2 * th + top - oh, 0),
                                                 (2 - left, 2 * tw + left - ow, 0), (0, 0, 0)))
     flipped = jnp.flip(w, axis=(0, 1)).swapaxes(2, 3)        # [3, 3, c_out, c_in]
-    dx, _ = forward(g_pad, kernel_transform(flipped), (h, w_in), layout)
+    dx, _ = forward(g_pad, kernel_transform(flipped), (h, w_in))
     return dw, dx
