@@ -13,7 +13,7 @@ network (conv 32, pool, conv 64, BatchNorm, pool, Dropout 0.5, dense 128, dense 
 - funcnn fit, every Conv2D as patches: where Conv2D's 'auto' chose Winograd's F(2x2, 3x3)
   for a layer (a 3x3 stride-1 kernel on >= 32 channels: fashion-cnn's second convolution),
   the same network with the patch product everywhere (what 'auto' bought);
-- funcnn fit, each step whole: where fit runs a step in pieces of rows (`fn.model.in_pieces`:
+- funcnn fit, each step whole: where fit runs a step in pieces of rows (`fn.pieces.in_pieces`:
   a network without BatchNorm whose batch needs over PIECE_FLOATS floats of workspace, the
   small CNN), the same network with each step in one piece (what the pieces bought);
 - jax.grad of funcnn's forward, the autodiff referee (`rivals/autodiff.py`):
@@ -131,7 +131,7 @@ class _Whole(L.Serial):
 
 
 def whole_steps(net):
-    """The same network, its training steps never split into pieces (model.step_pieces)."""
+    """The same network, its training steps never split into pieces (pieces.step_pieces)."""
     return replace(net, layer=_Whole(net.layer.layers))
 
 
@@ -268,7 +268,7 @@ def jax_runners(setting, net, params, train, order, bs):
         runners[FIT_PATCHES] = timed(lambda: fn.train.fit(key, patched, params, train, None,
                                                           epochs=1, lr=LR, batch_size=bs,
                                                           verbose=False))
-    if fn.model.step_pieces(net, bs) > 1:
+    if fn.pieces.step_pieces(net, bs) > 1:
         whole = whole_steps(net)
         runners[FIT_WHOLE] = timed(lambda: fn.train.fit(key, whole, params, train, None,
                                                         epochs=1, lr=LR, batch_size=bs,
@@ -395,7 +395,7 @@ def _report(bench, plan, table, evals, results, notes):
                        "for 3x3 stride-1 kernels on >= 32 channels) vs every Conv2D as the "
                        "patch product (>1: auto faster)", "; ".join(parts), None, None)
     parts = [f"{key[0]} {fmt_ratio(results[key][FIT_WHOLE], results[key][FIT])} "
-             f"({fn.model.step_pieces(NETS[key[0]](), 128)} pieces)"
+             f"({fn.pieces.step_pieces(NETS[key[0]](), 128)} pieces)"
              for key in keys if FIT_WHOLE in results[key]]
     if parts:
         bench.headline("CNN training step at batch 128, funcnn fit (a big step in pieces of "

@@ -13,6 +13,7 @@ def run_cli(*args, tmp_path):
                           text=True, cwd=tmp_path, env=env, timeout=300)
 
 
+@pytest.mark.slow
 def test_the_default_command_is_the_clojure_run(tmp_path):
     r = run_cli(tmp_path=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -26,6 +27,7 @@ def test_the_default_command_is_the_clojure_run(tmp_path):
     assert root.tag == "{http://www.w3.org/2000/svg}svg" and root.get("viewBox")
 
 
+@pytest.mark.slow
 def test_flags_change_the_run(tmp_path):
     r = run_cli("clusters", "--epochs", "3", "--lr", "0.3", "--batch-size", "8",
                 "--points-per-class", "50", "--seed", "7", "--out", "pics/b.svg", "--no-cache",
@@ -50,6 +52,7 @@ def test_help_explains_the_flags(tmp_path):
     (["--seed", "-1"], "argument --seed: must be between 0 and 9223372036854775807, got -1"),
     (["--points-per-class", "1"], "train_fraction"),         # a library check, not argparse's
 ])
+@pytest.mark.slow
 def test_bad_input_exits_2_with_a_message_and_no_traceback(args, message, tmp_path):
     r = run_cli(*args, "--no-cache", tmp_path=tmp_path)
     assert r.returncode == 2
@@ -75,6 +78,7 @@ def test_quick_compile_sets_nothing_for_an_unchecked_jaxlib(monkeypatch):
     assert "XLA_FLAGS" not in os.environ
 
 
+@pytest.mark.slow
 def test_the_installed_jaxlib_accepts_the_quick_compile_flags(tmp_path):
     """The flags are real for the jaxlib installed here: the run with them succeeds."""
     from funcnn import backend

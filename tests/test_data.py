@@ -24,6 +24,7 @@ def test_gaussian_clusters_shape_range_and_labels():
     assert bool((ds.x[400:].mean(axis=0) > ds.x[:400].mean(axis=0) + 0.25).all())
 
 
+@pytest.mark.slow
 def test_scale_maps_new_points_like_the_data():
     raw, scale = fn.data.gaussian_clusters_raw(jax.random.key(2), n_per_class=50)
     scaled = fn.data.gaussian_clusters(jax.random.key(2), n_per_class=50)
@@ -132,6 +133,7 @@ def test_uniform_stays_below_hi_in_float32():
 # --- the per-epoch shuffle ----------------------------------------------------------------
 
 @pytest.mark.parametrize("n", [1, 2, 7, 640, 1024, 1025, 5000])
+@pytest.mark.slow
 def test_shuffle_is_a_permutation_and_keyed(n):
     order = np.asarray(fn.data.shuffle(jax.random.key(n), n))
     assert order.dtype == np.int32 and order.shape == (n,)
@@ -143,6 +145,7 @@ def test_shuffle_is_a_permutation_and_keyed(n):
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 640, 1024, 1025])
+@pytest.mark.slow
 def test_many_shuffles_at_once_are_the_shuffles_one_by_one(n):
     """data.shuffles (fit_many's: a sorting network over all keys) == shuffle, key by key."""
     keys = jax.random.split(jax.random.key(n), 5)
@@ -153,6 +156,7 @@ def test_many_shuffles_at_once_are_the_shuffles_one_by_one(n):
 
 
 @pytest.mark.parametrize("size", [1, 2, 4, 64, 1024])
+@pytest.mark.slow
 def test_sort_columns_sorts_as_lax_sort(size):
     x = jax.random.bits(jax.random.key(size), (size, 9), jnp.uint32)
     x = x.at[size // 2].set(x[0])                                     # a tie
@@ -183,6 +187,7 @@ CHI2_BOUND = 37.7   # chi-square, 12 degrees of freedom: exceeded with probabili
 
 
 @pytest.mark.parametrize("n", [4, 1500, 5000])    # the packed sort (n <= 1024), the Feistel
+@pytest.mark.slow
 def test_shuffle_is_uniform(n):
     """Over 4,000 keyed shuffles, each of rows 0-3 lands in each quarter of the order about
     equally often (a chi-square test; the keys are fixed, so every run gives one answer)."""
@@ -216,12 +221,14 @@ NEIGHBOUR_Z_BOUND = 4.5   # a normal z: exceeded with probability 7e-6 (x4 tests
 
 
 @pytest.mark.parametrize("n", [1025, 4096])       # the Feistel network's smallest; a 2^(2h)
+@pytest.mark.slow
 def test_a_shuffle_keeps_no_neighbours_together(n):
     keys = jax.random.split(jax.random.key(7), 1000)
     orders = np.asarray(jax.vmap(lambda k: fn.data.shuffle(k, n))(keys))
     assert _neighbour_z(orders) < NEIGHBOUR_Z_BOUND
 
 
+@pytest.mark.slow
 def test_a_four_round_feistel_fails_the_neighbour_bound():
     """The test bites: 4 rounds of the same network (half of fn.data's) keep neighbours."""
     keys = jax.random.split(jax.random.key(7), 1000)

@@ -40,6 +40,7 @@ def sandbox(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("page", PAGES)
+@pytest.mark.slow
 def test_page_runs_as_written(page, sandbox):
     blocks = python_blocks(page)
     assert len(blocks) >= 2 and all("assert " in b for b in blocks[1:]), \

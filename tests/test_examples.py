@@ -20,6 +20,7 @@ def _last_number(out: str, prefix: str) -> float:
     return float(line.split(prefix)[1].split()[0])
 
 
+@pytest.mark.slow
 def test_circles_seed_recipe_learns_and_animates(tmp_path, capsys):
     out = tmp_path / "circles.svg"
     assert main(["circles", "--quiet", "--no-cache", "--out", str(out)]) == 0
@@ -33,6 +34,7 @@ def test_circles_seed_recipe_learns_and_animates(tmp_path, capsys):
 
 
 @FASHION
+@pytest.mark.slow
 def test_fashion_mnist_sound_recipe_on_a_subset(tmp_path, capsys):
     out = tmp_path / "fm.svg"
     assert main(["fashion-mnist-numpy", "--recipe", "sound", "--subset", "10000", "--epochs",
@@ -43,6 +45,7 @@ def test_fashion_mnist_sound_recipe_on_a_subset(tmp_path, capsys):
 
 
 @FASHION
+@pytest.mark.slow
 def test_fashion_mnist_save_then_load_gives_the_same_accuracy(tmp_path, capsys):
     ckpt = tmp_path / "ckpt" / "fm.npz"
     common = ["fashion-mnist-numpy", "--no-cache", "--quiet", "--out", str(tmp_path / "a.svg")]
@@ -54,6 +57,7 @@ def test_fashion_mnist_save_then_load_gives_the_same_accuracy(tmp_path, capsys):
 
 
 @FASHION
+@pytest.mark.slow
 def test_sequential_reports_accuracy_after_a_budget_and_after_steps(tmp_path, capsys):
     assert main(["sequential", "--seconds", "1", "--steps", "500", "--no-cache", "--quiet",
                  "--out", str(tmp_path / "seq.svg")]) == 0
@@ -61,6 +65,7 @@ def test_sequential_reports_accuracy_after_a_budget_and_after_steps(tmp_path, ca
     assert "s (" in printed and _last_number(printed, "after 500 steps: test accuracy") > 0.6
 
 
+@pytest.mark.slow
 def test_fit_with_adam_and_a_probe():
     k_data, k_split, k_init, k_fit = jax.random.split(jax.random.key(3), 4)
     train, test = fn.data.split(k_split, fn.data.gaussian_clusters(k_data, n_per_class=100))
@@ -79,6 +84,7 @@ def test_fit_with_adam_and_a_probe():
 
 
 @FASHION
+@pytest.mark.slow
 def test_fashion_cnn_learns_shows_progress_and_draws_its_pictures(tmp_path, capsys):
     out = tmp_path / "cnn.svg"
     assert main(["fashion-cnn", "--narrow", "--subset", "2560", "--epochs", "2",

@@ -102,6 +102,7 @@ def test_a_vjp_that_returns_no_pair_fails():
                                                (Tuple(), r"params\[0\]", ""),
                                                (Row(), r"params\[0\]\['s'\]", "['s']")],
                          ids=["wrong key", "tuple for dict", "f[1, d] for f[d]"])
+@pytest.mark.slow
 def test_gradcheck_fails_a_network_with_a_misshapen_layer(layer, name, leaf, x64):
     """A failed report naming the leaf, or an InputError from the backprop itself (serial may
     refuse such a gradient) naming the layer and the leaf: never a raw JAX error, never a pass."""

@@ -153,6 +153,7 @@ def version_in(path):
     return v
 
 
+@pytest.mark.slow
 def test_kill_9_during_save_never_leaves_a_half_file(tmp_path):
     target = tmp_path / "big.npz"
     n = 12 * 2**20                           # 4 leaves of 48 MiB: ~200 MB a checkpoint
@@ -365,6 +366,7 @@ def cnn():
         (64,), fn.losses.softmax_cross_entropy)
 
 
+@pytest.mark.slow
 def test_a_cnn_network_round_trips_bitwise_equal_and_without_recompiling(tmp_path, cnn,
                                                                         compiles):
     params = fn.model.init(jax.random.key(0), cnn)

@@ -34,6 +34,7 @@ CONVS = list(itertools.product([(1, 1), (3, 3), (2, 3)], [1, 2, (2, 1)],
 
 @pytest.mark.parametrize("formulation", ["patches", "conv"])
 @pytest.mark.parametrize("kernel, stride, padding", CONVS, ids=str)
+@pytest.mark.slow
 def test_conv_vjp_matches_autodiff_float64(kernel, stride, padding, formulation):
     conv = L.Conv2D(4, kernel, stride=stride, padding=padding, formulation=formulation)
     report = check(conv, (7, 9, 3))
@@ -42,6 +43,7 @@ def test_conv_vjp_matches_autodiff_float64(kernel, stride, padding, formulation)
 
 
 @pytest.mark.parametrize("kernel, stride, padding", CONVS[::4], ids=str)
+@pytest.mark.slow
 def test_both_conv_formulations_agree(kernel, stride, padding, x64):
     """Patches (the CPU's choice) and XLA's convolution (a GPU's): the same y, dW, db, dx."""
     convs = [L.Conv2D(4, kernel, stride=stride, padding=padding, formulation=f)
@@ -64,6 +66,7 @@ WINOGRAD = [((7, 9, 3), "SAME"), ((6, 8, 2), "SAME"), ((8, 7, 3), "VALID"),
 
 
 @pytest.mark.parametrize("shape, padding", WINOGRAD, ids=str)
+@pytest.mark.slow
 def test_winograd_vjp_matches_autodiff_float64(shape, padding):
     report = check(L.Conv2D(4, 3, padding=padding, formulation="winograd"), shape)
     assert report.dtype == "float64" and report.worst < 1e-9, report
@@ -71,6 +74,7 @@ def test_winograd_vjp_matches_autodiff_float64(shape, padding):
 
 
 @pytest.mark.parametrize("shape, padding", WINOGRAD, ids=str)
+@pytest.mark.slow
 def test_winograd_gives_the_patches_numbers(shape, padding, x64):
     """The same y, dW, db, dx as the patch product, in float64 to 1e-12."""
     convs = [L.Conv2D(4, 3, padding=padding, formulation=f) for f in ("patches", "winograd")]
@@ -83,6 +87,7 @@ def test_winograd_gives_the_patches_numbers(shape, padding, x64):
         np.testing.assert_allclose(u, v, rtol=1e-12, atol=1e-13)
 
 
+@pytest.mark.slow
 def test_winograd_float32_close_to_patches(x64, float32_errors, float32_bound, to64):
     """float32: y, dW, db and dx of both formulations against the float64 truth (the patch
     product in float64 on the same numbers), each within the rounding bound of its longest sum
@@ -140,6 +145,7 @@ def test_winograd_needs_3x3_stride_1(kernel, stride):
     (M.softmax, (6,)), (M.sigmoid, (4, 4, 2)),
 ], ids=repr)
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.slow
 def test_layer_vjp_matches_autodiff_float64(layer, shape, train):
     report = check(layer, shape, n=4, train=train)
     assert report.worst < 1e-9, report
@@ -150,6 +156,7 @@ def test_layer_vjp_matches_autodiff_float64(layer, shape, train):
     (L.BatchNorm(), (6, 6, 4), 4 * 3 * 6 * 6 + 10),         # mean, var; the VJP's 2 sums
     (L.MaxPool2D(2), (8, 8, 3), 1),                          # g routed: no sum at all
 ], ids=repr)
+@pytest.mark.slow
 def test_float32_tolerance(layer, shape, terms, x64, float32_errors, float32_bound, to64):
     """A layer's float32 VJP against jax.vjp of its apply in float64 on the same numbers,
     within the rounding bound of its longest chain of sums (`terms`, 3 rows)."""
@@ -163,6 +170,7 @@ def test_float32_tolerance(layer, shape, terms, x64, float32_errors, float32_bou
     assert max(errors.values()) < float32_bound(terms), errors
 
 
+@pytest.mark.slow
 def test_max_pool_ties_go_to_the_first_element(x64):
     """Ties planted everywhere (values from {0, 1, 2}): the gradient of each window goes to its
     first largest element, row-major, and jax.grad of the forward agrees."""
@@ -178,6 +186,7 @@ def test_max_pool_ties_go_to_the_first_element(x64):
 
 @pytest.mark.parametrize("pool", [L.MaxPool2D(2), L.MaxPool2D((2, 3), padding="SAME"),
                                   L.AvgPool2D(2), L.AvgPool2D((3, 2), padding="SAME")], ids=repr)
+@pytest.mark.slow
 def test_tiling_pools_views_equal_patches(pool, x64):
     """A pool whose windows tile the input computes by strided views; the patches path (kept for
     overlapping windows) must give the same y and dL/dx, ties and -inf-padding included."""
@@ -192,6 +201,7 @@ def test_tiling_pools_views_equal_patches(pool, x64):
     np.testing.assert_array_equal(pool.vjp((), cache, g)[1], slow.vjp((), cache_slow, g)[1])
 
 
+@pytest.mark.slow
 def test_gradcheck_bites_on_a_wrong_layer_vjp():
     class Wrong(L.Conv2D):
         def vjp(self, p, cache, g):
@@ -203,6 +213,7 @@ def test_gradcheck_bites_on_a_wrong_layer_vjp():
 
 # --- independent proofs: the dot-product test and finite differences ----------------------------
 
+@pytest.mark.slow
 def test_conv_passes_the_dot_product_test(x64):
     """x -> conv(x) (no bias) is linear, so <conv(x), g> = <x, vjp(g)> for every x and g."""
     for conv, shape in [(L.Conv2D(5, 3, stride=2), (9, 8, 3)),
@@ -220,6 +231,7 @@ def test_conv_passes_the_dot_product_test(x64):
 
 
 @pytest.mark.parametrize("train", [True, False])
+@pytest.mark.slow
 def test_batchnorm_matches_finite_differences(x64, train):
     """Central differences of <y, g> along random directions, for x and for gamma."""
     bn = L.BatchNorm()
@@ -246,6 +258,7 @@ def test_batchnorm_matches_finite_differences(x64, train):
 # --- dropout -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("rate", [0.1, 0.3, 0.5, 0.8])
+@pytest.mark.slow
 def test_dropout_drops_about_rate_of_the_units(rate):
     x = jnp.ones((200, 500))
     y, _ = L.Dropout(rate).apply((), x, True, jax.random.key(4))
@@ -261,6 +274,7 @@ def test_dropout_drops_about_rate_of_the_units(rate):
     assert evaluated is x                                           # evaluation: identity
 
 
+@pytest.mark.slow
 def test_a_network_with_dropout_needs_a_key_to_train():
     net = _net(L.Dense(4, M.relu), L.Dropout(0.5), L.Dense(2), input_shape=(3,))
     params = fn.model.init(jax.random.key(0), net)
@@ -279,6 +293,7 @@ def test_a_network_with_dropout_needs_a_key_to_train():
 
 # --- BatchNorm: batch statistics in training, running statistics in evaluation ------------------
 
+@pytest.mark.slow
 def test_batchnorm_evaluates_with_running_statistics_after_fit():
     net = _net(L.Dense(8), L.BatchNorm(), M.relu, L.Dense(2), input_shape=(2,))
     ds = fn.data.gaussian_clusters(jax.random.key(0), n_per_class=64)
@@ -295,6 +310,7 @@ def test_batchnorm_evaluates_with_running_statistics_after_fit():
     assert float(hist["test_accuracy"][-1]) > 0.9
 
 
+@pytest.mark.slow
 def test_running_statistics_follow_the_batch_and_no_optimizer_moves_them():
     net = _net(L.Dense(3), L.BatchNorm(momentum=0.25), L.Dense(2), input_shape=(2,))
     params = fn.model.init(jax.random.key(0), net)
@@ -330,6 +346,7 @@ def test_residual_gradients_of_the_two_branches_add(x64):
         _net(L.Residual(L.Dense(3)), input_shape=(4,))
 
 
+@pytest.mark.slow
 def test_the_issue_networks_build_and_print():
     dot = fn.model.network(L.serial(L.Dense(4, M.sigmoid), L.Dense(8, M.tanh),
                                     L.Dense(1, M.sigmoid)), input_shape=(2,), loss=fn.losses.mse)
@@ -393,6 +410,7 @@ def _cnn_float32_and_truth(to64):
     return hand, truth
 
 
+@pytest.mark.slow
 def test_the_whole_cnn_gradients_match_autodiff(x64, float32_errors, float32_bound, to64):
     net = _small_cnn()
     params = fn.model.init(jax.random.key(0), net, jnp.float64)
@@ -407,6 +425,7 @@ def test_the_whole_cnn_gradients_match_autodiff(x64, float32_errors, float32_bou
     assert max(errors.values()) < float32_bound(SMALL_CNN_TERMS), errors
 
 
+@pytest.mark.slow
 def test_the_float32_bound_rejects_a_gradient_off_by_1e_3(x64, float32_errors, float32_bound,
                                                           to64):
     """The float32 check can fail: the CNN's gradient with every leaf 1e-3 too large is off by
@@ -427,6 +446,7 @@ def test_the_float32_bound_rejects_a_gradient_off_by_1e_3(x64, float32_errors, f
         assert max(float32_errors(one, truth).values()) > bound, i
 
 
+@pytest.mark.slow
 def test_same_key_gives_bitwise_the_same_run_dropout_included():
     net = _small_cnn(0.5)
     ds = _batch(jax.random.key(1), 40, 64, 3)
@@ -440,6 +460,7 @@ def test_same_key_gives_bitwise_the_same_run_dropout_included():
     assert any(not np.array_equal(u, v) for u, v in zip(jax.tree.leaves(p1), jax.tree.leaves(p3)))
 
 
+@pytest.mark.slow
 def test_an_adam_run_split_in_two_calls_is_bitwise_one_call():
     net = _small_cnn(0.5)
     ds = _batch(jax.random.key(1), 40, 64, 3)
@@ -459,6 +480,7 @@ def test_an_adam_run_split_in_two_calls_is_bitwise_one_call():
         fn.train.fit(jax.random.key(9), net, half, ds, epochs=1, state=(), **kw)
 
 
+@pytest.mark.slow
 def test_a_small_cnn_learns_fashion_mnist():
     try:
         train, test = fn.data.fashion_mnist()
@@ -476,14 +498,15 @@ def test_a_small_cnn_learns_fashion_mnist():
     assert float(hist["test_accuracy"][-1]) > 0.7, hist["test_accuracy"]
 
 
+@pytest.mark.slow
 def test_big_evaluations_run_in_pieces_with_the_same_result(monkeypatch):
     net = _net(L.Reshape((6, 6, 1)), L.Conv2D(4, 3), M.relu, L.Flatten(), L.Dense(3),
                input_shape=(36,))
     params = fn.model.init(jax.random.key(0), net)
     x = jax.random.uniform(jax.random.key(1), (50, 36))
     whole = fn.model.forward(net, params, x)
-    monkeypatch.setattr(fn.model, "EVAL_FLOATS", 36 * 13 * 40)   # 50 rows: too many
-    monkeypatch.setattr(fn.model, "PIECE_FLOATS", 36 * 13 * 12)  # <= 12 rows: 5 pieces of 10
+    monkeypatch.setattr(fn.pieces, "EVAL_FLOATS", 36 * 13 * 40)   # 50 rows: too many
+    monkeypatch.setattr(fn.pieces, "PIECE_FLOATS", 36 * 13 * 12)  # <= 12 rows: 5 pieces of 10
     fn.model._forward.clear_cache()
     pieces = fn.model.forward(net, params, x)
     fn.model._forward.clear_cache()
@@ -540,6 +563,7 @@ def test_filters_must_be_a_positive_int():
         L.Conv2D(8.5, 3)
 
 
+@pytest.mark.slow
 def test_params_from_another_network_name_the_layer(compiles):
     a = _net(L.Reshape((6, 6, 1)), L.Conv2D(4, 3), L.Flatten(), L.Dense(3), input_shape=(36,))
     b = _net(L.Reshape((6, 6, 1)), L.Conv2D(5, 3), L.Flatten(), L.Dense(3), input_shape=(36,))
@@ -559,6 +583,7 @@ def test_params_from_another_network_name_the_layer(compiles):
         fn.model.forward(c, fn.model.init(jax.random.key(1), c), jnp.zeros((2, 6, 6, 2)))
 
 
+@pytest.mark.slow
 def test_fit_many_and_fit_steps_train_layered_networks():
     net = _net(L.Dense(8), L.BatchNorm(), M.relu, L.Dropout(0.2), L.Dense(2), input_shape=(2,))
     ds = fn.data.gaussian_clusters(jax.random.key(0), 32)

@@ -25,6 +25,7 @@ def _inputs(loss, keys, dtype, n=6, k=4):
 
 
 @pytest.mark.parametrize("loss", LOSSES, ids=lambda l: l.name)
+@pytest.mark.slow
 def test_gradient_matches_autodiff_float64(loss, x64, keys):
     a, y, w = _inputs(loss, keys, jnp.float64)
     np.testing.assert_allclose(loss.vjp(a, y, w), jax.grad(loss.fn)(a, y, w), rtol=1e-9,
@@ -38,6 +39,7 @@ LOSS_TERMS = 2 * 4 + 6 + 2 * 4 + 4
 
 
 @pytest.mark.parametrize("loss", LOSSES, ids=lambda l: l.name)
+@pytest.mark.slow
 def test_gradient_matches_autodiff_float32(loss, keys, x64, float32_errors, float32_bound, to64):
     """The float32 gradient against jax.grad in float64 on the same numbers."""
     a, y, w = _inputs(loss, keys, jnp.float32)
@@ -54,6 +56,7 @@ def test_gradient_matches_finite_differences(loss, x64, keys):
 
 
 @pytest.mark.parametrize("loss", LOSSES, ids=lambda l: l.name)
+@pytest.mark.slow
 def test_zero_weight_rows_change_nothing(loss, keys):
     a, y, _ = _inputs(loss, keys, jnp.float32)
     ones = jnp.ones(a.shape[0])

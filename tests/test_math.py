@@ -28,6 +28,7 @@ def _hand_vjp(act):
 
 
 @pytest.mark.parametrize("act", ACTS, ids=lambda a: a.name)
+@pytest.mark.slow
 def test_vjp_matches_autodiff_float64(act, x64, keys):
     z, g = _z_and_g(keys, jnp.float64)
     _, pullback = jax.vjp(act.fn, z)
@@ -40,6 +41,7 @@ ACT_TERMS = 2 * 5 + 2 * 4 + 4
 
 
 @pytest.mark.parametrize("act", ACTS, ids=lambda a: a.name)
+@pytest.mark.slow
 def test_vjp_matches_autodiff_float32(act, keys, x64, float32_errors, float32_bound, to64):
     """The float32 VJP against jax.vjp in float64 on the same numbers."""
     z, g = _z_and_g(keys, jnp.float32)
@@ -65,6 +67,7 @@ def test_check_vjp_bites_on_a_wrong_derivative(x64, keys):
 
 
 @pytest.mark.parametrize("act", ACTS, ids=lambda a: a.name)
+@pytest.mark.slow
 def test_finite_at_plus_minus_1000_float32(act):
     z = jnp.array([[-1000.0, 0.0, 1000.0], [1000.0, 999.0, -1000.0]], jnp.float32)
     a = act.fn(z)
@@ -72,6 +75,7 @@ def test_finite_at_plus_minus_1000_float32(act):
     assert bool(jnp.isfinite(a).all()) and bool(jnp.isfinite(g).all()), (act.name, a, g)
 
 
+@pytest.mark.slow
 def test_values_at_known_points():
     z = jnp.array([[0.0, 2.0]])
     np.testing.assert_allclose(fn.math.sigmoid.fn(z), [[0.5, 1 / (1 + np.exp(-2.0))]], rtol=1e-6)

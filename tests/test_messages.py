@@ -86,6 +86,7 @@ def test_init_refuses_a_dtype_that_is_not_floating(small, dtype):
         fn.model.init(jax.random.key(0), net, dtype=dtype)
 
 
+@pytest.mark.slow
 def test_init_accepts_floating_dtypes(small):
     net, _, _ = small
     for dtype in ("float16", jnp.bfloat16, jnp.float32):

@@ -28,6 +28,7 @@ def test_mse_and_cross_entropy():
     assert float(fn.metrics.cross_entropy(A, Y)) == pytest.approx(expected_ce, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_confusion_matrix_rows_true_columns_predicted():
     np.testing.assert_array_equal(fn.metrics.confusion_matrix(A, Y), [[1, 0], [1, 2]])
     assert int(fn.metrics.confusion_matrix(A, Y, k=3).sum()) == 4

@@ -51,6 +51,7 @@ def _worst_errors_over_seeds(net, seeds, dtype):
 
 @pytest.mark.parametrize("hidden", HIDDEN, ids=lambda a: a.name)
 @pytest.mark.parametrize("head", HEADS, ids=lambda h: f"{h[0].name}-{h[1].name}")
+@pytest.mark.slow
 def test_hand_gradients_match_autodiff_float64(hidden, head, x64):
     """Every hidden activation x output/loss pair, depths 1 to 5, random widths, 16 seeds."""
     i = HIDDEN.index(hidden) + len(HIDDEN) * HEADS.index(head)
@@ -69,6 +70,7 @@ def _mlp_terms(net) -> int:
 
 @pytest.mark.parametrize("hidden", HIDDEN, ids=lambda a: a.name)
 @pytest.mark.parametrize("head", HEADS, ids=lambda h: f"{h[0].name}-{h[1].name}")
+@pytest.mark.slow
 def test_hand_gradients_match_autodiff_float32(hidden, head, x64, float32_bound,
                                                float32_errors, to64):
     """The float32 hand gradient against the float64 truth (jax.grad on the same numbers in
@@ -105,6 +107,7 @@ def _grads_over_seeds(net, seeds, float32=False):
     return jax.vmap(grads)(params, batch)
 
 
+@pytest.mark.slow
 def test_both_transposes_of_dense_vjp_match_autodiff(x64):
     """x^T g takes a copied x^T for a small x and x.T as it is for a large one (see
     backend.copied): a first layer above the size, a second below it, both refereed."""
@@ -119,12 +122,14 @@ def test_both_transposes_of_dense_vjp_match_autodiff(x64):
     assert report.passed and report.worst < 1e-9, report
 
 
+@pytest.mark.slow
 def test_weighted_gradients_match_autodiff(x64):
     net, params, batch = _case(3, 3, M.sigmoid, HEADS[0], jnp.float64)
     w = jnp.array([1.0, 1.0, 0.0, 1.0, 0.0])
     assert fn.gradcheck.gradcheck(net, params, batch, w).worst < 1e-9
 
 
+@pytest.mark.slow
 def test_gradcheck_bites_on_a_wrong_vjp(x64):
     broken = M.Activation("broken_tanh", M.tanh.fn, lambda z, a, g: g * (1.0 - a))
     net, params, batch = _case(4, 2, broken, HEADS[0], jnp.float64)
@@ -135,6 +140,7 @@ def test_gradcheck_bites_on_a_wrong_vjp(x64):
     assert ok.passed and "PASS" in repr(ok) and "params[1]['w']" in repr(ok)
 
 
+@pytest.mark.slow
 def test_the_documented_session_works_as_written():
     k_data, k_split, k_init, k_fit = jax.random.split(jax.random.key(1337), 4)
     ds = fn.data.gaussian_clusters(k_data, n_per_class=400)
@@ -163,6 +169,7 @@ def test_the_documented_session_works_as_written():
     assert fn.gradcheck.gradcheck(net, params2, train).passed
 
 
+@pytest.mark.slow
 def test_functions_compose_with_jit_vmap_and_grad():
     net = fn.model.mlp([2, 8, 2], hidden=M.sigmoid, output=M.sigmoid, loss=L.mse)
     ds = fn.data.gaussian_clusters(jax.random.key(0), n_per_class=20)
@@ -192,6 +199,7 @@ def test_the_description_is_hashable_and_prints_well():
     (fn.model.he(), lambda w, b: abs(w.std() - np.sqrt(2 / 200)) < 0.01 and not b.any()),
     (fn.model.lecun(), lambda w, b: abs(w.std() - np.sqrt(1 / 200)) < 0.01 and not b.any()),
 ])
+@pytest.mark.slow
 def test_init_schemes(init, check):
     net = fn.model.mlp([200, 100], hidden=M.relu, output=M.identity, loss=L.mse, init=init)
     (p,) = fn.model.init(jax.random.key(0), net)
@@ -299,6 +307,7 @@ def _rows(n, dtype):
 
 
 @pytest.mark.parametrize("pieces", [2, 3, 5, 13])
+@pytest.mark.slow
 def test_a_step_in_pieces_is_the_step_in_one_float64(pieces, x64):
     """Loss, gradient and output of 13 rows in pieces (the last one overlapping the one
     before, rows 10-12 of weight 0: with 13 pieces two pieces hold padding only) equal the
@@ -356,6 +365,7 @@ class _Doubled(fn.layers.Layer):
         return (), 2 * g
 
 
+@pytest.mark.slow
 def test_dropout_in_pieces_is_the_gradient_of_the_loss_with_that_key(x64):
     """Row i draws its mask from its own key, whatever piece it is in: the step in pieces is
     exactly jax.grad of loss(..., key=k, train=True), and the one-piece step's (float64). On
@@ -376,6 +386,7 @@ def test_dropout_in_pieces_is_the_gradient_of_the_loss_with_that_key(x64):
     assert not np.allclose(other[0], step(jax.random.key(7), 3)[0])
 
 
+@pytest.mark.slow
 def test_gradcheck_passes_a_dropout_network_whose_step_runs_in_pieces():
     """The issue's network: a batch of 256 rows runs in 4 pieces; the referee agrees."""
     lay = fn.layers
@@ -391,6 +402,7 @@ def test_gradcheck_passes_a_dropout_network_whose_step_runs_in_pieces():
     assert report.passed, report
 
 
+@pytest.mark.slow
 def test_fit_runs_a_big_step_in_pieces_and_learns_the_same(monkeypatch, x64):
     """fit with a budget that splits each batch of 24 into 3 pieces ends where fit with the
     whole batch ends (float64, 2 epochs); compiled afresh for each budget."""

@@ -56,6 +56,7 @@ FASHION = pytest.mark.skipif(
     reason="Fashion-MNIST is not installed: sudo apt-get install dataset-fashion-mnist")
 
 
+@pytest.mark.slow
 def test_two_processes_of_two_devices_train_as_one_process_of_four(tmp_path):
     one = _start([sys.executable, str(WORKER), str(tmp_path / "one.npz")], devices=4)
     (out,) = _finish([one])
@@ -75,6 +76,7 @@ def test_two_processes_of_two_devices_train_as_one_process_of_four(tmp_path):
 
 
 @FASHION
+@pytest.mark.slow
 def test_the_example_runs_over_two_processes_as_the_readme_says(tmp_path):
     r = subprocess.run([sys.executable, "-m", "funcnn", "multihost", "--out",
                         str(tmp_path / "curves.svg")], capture_output=True, text=True,
@@ -90,6 +92,7 @@ def test_the_example_runs_over_two_processes_as_the_readme_says(tmp_path):
 
 
 @FASHION
+@pytest.mark.slow
 def test_a_worker_killed_mid_run_stops_the_others_with_a_clear_error(tmp_path):
     launcher = subprocess.Popen([sys.executable, "-m", "funcnn", "multihost", "--epochs", "3",
                                  "--out", str(tmp_path / "c.svg")],
@@ -120,6 +123,7 @@ def test_a_worker_killed_mid_run_stops_the_others_with_a_clear_error(tmp_path):
 
 
 @FASHION
+@pytest.mark.slow
 def test_a_dead_peer_ends_a_worker_within_its_timeout():
     """On real hosts there is no launcher: JAX's coordination service notices the missing
     heartbeats and ends the surviving workers with a message, within --timeout seconds."""

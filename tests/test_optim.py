@@ -84,6 +84,7 @@ CASES = {   # name: (the optimizer, the same rule for the referee)
 
 
 @pytest.mark.parametrize("name", CASES)
+@pytest.mark.slow
 def test_updates_match_the_textbook_formula_float64(name, x64):
     opt, rule = CASES[name]
     rng = np.random.default_rng(len(name))
@@ -157,6 +158,7 @@ def _minimise(opt, value_and_grads, steps, params, data):
 
 @pytest.mark.parametrize("opt", [optim.sgd(0.3), optim.momentum(0.05),
                                  optim.momentum(0.05, nesterov=True), optim.adam(0.05)], ids=repr)
+@pytest.mark.slow
 def test_each_optimizer_minimises_a_quadratic(opt):
     start = jax.tree.map(np.zeros_like, TARGET)
     params, values = _minimise(opt, _quadratic, 400, start, (H, TARGET))
@@ -186,6 +188,7 @@ def _clojure_setup():
 
 @pytest.mark.parametrize("opt", [optim.sgd(2.0), optim.momentum(0.5), optim.adam(0.05),
                                  optim.weight_decay(optim.adam(0.05), 1e-4)], ids=repr)
+@pytest.mark.slow
 def test_each_optimizer_trains_the_clojure_net(opt):
     """Full batch, 300 steps in one jitted lax.scan, gradients by fn.model.value_and_grads."""
     net, params, batch = _clojure_setup()
@@ -239,6 +242,7 @@ def test_the_compile_count_bites():
 
 @pytest.mark.parametrize("opt", [optim.sgd(0.1), optim.momentum(0.1, nesterov=True),
                                  optim.weight_decay(optim.adam(0.01), 1e-2)], ids=repr)
+@pytest.mark.slow
 def test_a_batch_of_params_under_vmap_matches_one_by_one(opt):
     net, _, batch = _clojure_setup()
     draws = [fn.model.init(k, net) for k in jax.random.split(jax.random.key(5), 4)]

@@ -32,6 +32,7 @@ def _batch(net, n, seed=0, dtype=jnp.float64):
 # --- BatchNorm counts only the rows of weight > 0 ------------------------------------------------
 
 @pytest.mark.parametrize("image", [False, True])
+@pytest.mark.slow
 def test_batchnorm_ignores_padding_rows(image, x64):
     """64 real rows beside 32 padding rows of weight 0 (and values of their own) give the same
     loss, output, gradients and running statistics as the 64 rows alone (float64). Before,
@@ -57,6 +58,7 @@ def test_batchnorm_ignores_padding_rows(image, x64):
     assert fn.gradcheck.gradcheck(net, params, padded, w).passed
 
 
+@pytest.mark.slow
 def test_fit_with_a_partial_last_batch_counts_only_its_real_rows(x64):
     """70 rows in batches of 32: the last batch holds 6 real rows and 26 of padding. fit's
     run equals a loop of grad_step over the same batches without the padding."""
@@ -75,6 +77,7 @@ def test_fit_with_a_partial_last_batch_counts_only_its_real_rows(x64):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
 
 
+@pytest.mark.slow
 def test_batchnorm_refuses_one_row_in_training():
     net = _bn_net()
     params = fn.model.init(jax.random.key(1), net)
@@ -106,6 +109,7 @@ def test_relu_keeps_nan_in_value_and_gradient():
             assert np.isnan(act.vjp(z, a, jnp.ones_like(z))[0, 0]), act
 
 
+@pytest.mark.slow
 def test_nan_weights_raise_training_diverged():
     net = fn.model.network(L.serial(L.Dense(8), M.relu, L.Dense(3)), (4,),
                            fn.losses.softmax_cross_entropy)
@@ -179,6 +183,7 @@ def test_row_weights_must_be_finite_non_negative_and_not_all_zero(w, match):
             call()
 
 
+@pytest.mark.slow
 def test_a_plain_x_y_pair_is_a_batch():
     net = fn.model.network(L.serial(L.Dense(4), M.relu, L.Dense(2)), (3,),
                            fn.losses.softmax_cross_entropy)

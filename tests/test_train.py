@@ -19,6 +19,7 @@ def clojure_setup(seed=1337):
     return net, fn.model.init(k_init, net), train, test, k_fit
 
 
+@pytest.mark.slow
 def test_the_clojure_run_reaches_095():
     net, params, train, test, k_fit = clojure_setup()
     _, hist = fn.train.fit(k_fit, net, params, train, test, epochs=20, lr=0.5, batch_size=16,
@@ -27,6 +28,7 @@ def test_the_clojure_run_reaches_095():
     assert float(hist["train_loss"][-1]) < float(hist["train_loss"][0])
 
 
+@pytest.mark.slow
 def test_circles_with_a_sound_recipe_reaches_095():
     k_data, k_split, k_init, k_fit = jax.random.split(jax.random.key(0), 4)
     train, test = fn.data.split(k_split, fn.data.circles(k_data, n=500, factor=0.5, noise=0.05))
@@ -58,6 +60,7 @@ def test_inputs_are_unchanged():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_fit_compiles_once_per_network_and_shape(compiles):
     net, params, train, test, _ = clojure_setup()
     bigger = fn.data.Dataset(jnp.concatenate([train.x, test.x]), jnp.concatenate([train.y, test.y]))
@@ -77,6 +80,7 @@ def test_fit_gives_every_epoch_its_own_shuffle():
     assert not np.array_equal(rows1, rows2)
 
 
+@pytest.mark.slow
 def test_float32_params_train_in_float32_with_x64_on(x64):
     net, params, train, test, k_fit = clojure_setup()      # float32 params and data
     wide = fn.data.Dataset(train.x.astype(jnp.float64), train.y.astype(jnp.float64))
@@ -84,6 +88,7 @@ def test_float32_params_train_in_float32_with_x64_on(x64):
     assert {v.dtype for v in jax.tree.leaves(fitted)} == {jnp.dtype(jnp.float32)}
 
 
+@pytest.mark.slow
 def test_last_partial_batch_is_used_and_masked(x64):
     """10 rows, batch 4: three steps of 4, 4 and 2 real rows, equal to grad_step by hand."""
     net = fn.model.mlp([2, 3, 2], hidden=M.tanh, output=M.sigmoid, loss=L.mse)
@@ -105,6 +110,7 @@ def test_last_partial_batch_is_used_and_masked(x64):
     assert float(hist["train_loss"][0]) == pytest.approx(sum(losses) / 10, rel=1e-12)
 
 
+@pytest.mark.slow
 def test_divergence_is_reported_with_the_first_bad_epoch():
     net = fn.model.mlp([2, 8, 2], hidden=M.relu, output=M.identity, loss=L.mse)
     ds = fn.data.gaussian_clusters(jax.random.key(0), n_per_class=50)
@@ -124,6 +130,7 @@ def test_one_line_per_epoch_is_printed(capfd):
     assert "test accuracy" in lines[0] and "test mse" in lines[0] and "train mse" in lines[0]
 
 
+@pytest.mark.slow
 def test_vmap_over_fit_trains_many_networks_and_matches_single_runs(capfd):
     net, _, train, test, _ = clojure_setup()
     init_keys = jax.random.split(jax.random.key(10), 4)
