@@ -33,7 +33,8 @@ numbers. No autodiff anywhere: `jax.grad` is the referee (`funcnn.gradcheck`), n
 
 One module per kind of layer, in reading order: `base` (the protocol above, and an activation
 as a layer), `dense` (Dense, Flatten, Reshape), `windows` (the patches a convolution or a pool
-reads, and their VJP), `conv` (Conv2D), `winograd` (its fast 3x3 formulation), `pool`
+reads, and their VJP), `conv` (Conv2D, the patch product), `winograd` (its fast 3x3 formulation), `xla_conv`
+(XLA's, for a GPU), `pool`
 (MaxPool2D, AvgPool2D), `dropout`, `norm` (BatchNorm, LayerNorm), `compose` (Residual, serial).
 """
 from funcnn.layers.base import Act, Layer, as_layer, row_keys

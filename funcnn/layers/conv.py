@@ -1,4 +1,5 @@
-"""Conv2D: a matrix product on the patches (or XLA's convolution), its VJP by hand.
+"""Conv2D: a matrix product on the patches, its VJP by hand; Winograd's (winograd.py) and XLA's
+(xla_conv.py) formulations beside it, chosen by one rule (`Conv2D._as`).
 
 The layer contract is stated once, in funcnn/layers/__init__.py.
 """
@@ -7,12 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import jax
-import jax.numpy as jnp
-from jax import lax
 
 from funcnn import backend, initializers
 from funcnn.checks import InputError, integer
-from funcnn.layers import winograd
+from funcnn.layers import winograd, xla_conv
 from funcnn.layers.base import Layer, _hw, _pair
 from funcnn.layers.windows import (_check_padding, _crop, _pad, _padding, _window_shape,
                                    patches, patches_vjp)
@@ -32,11 +31,12 @@ class Conv2D(Layer):
     x: f32[n, h, w, c_in] -> y: f32[n, oh, ow, filters];
     y[n, r, s, o] = b[o] + sum_{i, j, c} x_pad[n, r sh + i, s sw + j, c] w[i, j, c, o],
     p = {"w": f32[kh, kw, c_in, filters] (HWIO), "b": f32[filters]}.
-    Two formulations, each with its own VJP by hand; `formulation` picks one:
+    Three formulations, each with its own VJP by hand; `formulation` picks one:
     - "patches": P = patches(x_pad): f32[n oh ow, kh kw c_in], W the kernel as a
       [kh kw c_in, filters] matrix, Y = P W + b: a dense layer on the patches (im2col). On a
       CPU this is faster than XLA's convolutions and their autodiff.
-    - "conv": XLA's convolution (`lax.conv_general_dilated`), which cuDNN runs on a GPU.
+    - "conv": XLA's convolution (`lax.conv_general_dilated`, xla_conv.py), which cuDNN runs
+      on a GPU.
     - "winograd": Winograd's F(2x2, 3x3) (winograd.py), 3x3 kernels at stride 1 only: 2.25x
       fewer multiplications than the patch product, and a transformed input 4x the input
       where the patches are 9x.
@@ -107,10 +107,8 @@ class Conv2D(Layer):
         pads = _padding(self.padding, (h, w), self.kernel, self.stride)
         bias = p["b"].reshape(1, 1, 1, -1)
         how = self._as(p["w"].shape[2])
-        if how == "conv":
-            x_pad = _pad(x, pads)
-            y = lax.conv_general_dilated(x_pad, p["w"], self.stride, "VALID",
-                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        if how == "conv":                                     # XLA's convolution
+            y, x_pad = xla_conv.conv(_pad(x, pads), p["w"], self.stride)
             return y + bias, (x_pad, pads)
         oh, ow, _ = self.shape((h, w, c))
         if how == "winograd":                                 # Winograd's F(2x2, 3x3)
@@ -126,8 +124,10 @@ class Conv2D(Layer):
         db = g.sum(axis=(0, 1, 2))                           # b is added at every position
         how = self._as(p["w"].shape[2])
         if how == "conv":
-            dw, dx = self._conv_vjp(p, cache, g)
-            return {"w": dw, "b": db}, dx
+            x_pad, pads = cache
+            dw, dx = xla_conv.conv_vjp(p["w"], x_pad, g, self.stride)
+            h, w = x_pad.shape[1] - sum(pads[0]), x_pad.shape[2] - sum(pads[1])
+            return {"w": dw, "b": db}, _crop(dx, pads, (h, w))
         if how == "winograd":
             dw, dx = winograd.conv_vjp(p["w"], cache, g)
             return {"w": dw, "b": db}, dx
@@ -142,26 +142,3 @@ class Conv2D(Layer):
         padded = (h + sum(pads[0]), w + sum(pads[1]))
         dx = patches_vjp(d_cols, padded, self.kernel, self.stride)   # in place
         return {"w": dw.reshape(p["w"].shape), "b": db}, _crop(dx, pads, (h, w))
-
-    def _conv_vjp(self, p, cache, g):
-        """The VJP as convolutions. With x_pad: [n, H, W, c] and the stride (sh, sw):
-        dL/dx_pad = g spread out by the stride (zeros between), padded by k - 1 (and by the
-          rows the windows never reached), correlated with the kernel flipped in space and
-          with its in and out channels swapped: every x_pad element collects the gradient of
-          each output whose window covered it, times the weight that joined them;
-        dL/dW[i, j, c, o] = sum_{n, r, s} x_pad[n, r sh + i, s sw + j, c] g[n, r, s, o]: x_pad
-          correlated with g taken as a kernel dilated by the stride (channels as the batch)."""
-        x_pad, pads = cache
-        (kh, kw), (sh, sw) = self.kernel, self.stride
-        H, W = x_pad.shape[1:3]
-        rh, rw = (H - kh) % sh, (W - kw) % sw                 # rows, columns no window reaches
-        flipped = jnp.flip(p["w"], axis=(0, 1)).swapaxes(2, 3)   # [kh, kw, filters, c_in]
-        dx = lax.conv_general_dilated(g, flipped, (1, 1), ((kh - 1, kh - 1 + rh),
-                                                           (kw - 1, kw - 1 + rw)),
-                                      lhs_dilation=self.stride,
-                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        # the batch axis plays the channels, the channels the batch: x_pad read as "CHWN"
-        dw = lax.conv_general_dilated(x_pad, g, (1, 1), "VALID", rhs_dilation=self.stride,
-                                      dimension_numbers=("CHWN", "IHWO", "HWNC"))
-        h, w = H - sum(pads[0]), W - sum(pads[1])
-        return dw[:kh, :kw], _crop(dx, pads, (h, w))
