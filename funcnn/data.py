@@ -304,6 +304,16 @@ def as_dataset(ds, name: str = "ds") -> Dataset:
                          f"{type(ds).__name__}; build one with funcnn.data.Dataset(x, y)")
 
 
+def check_real(v, name: str = "x") -> None:
+    """Raise unless the array `v` holds real numbers: float (bfloat16 too), int or bool."""
+    dtype = getattr(v, "dtype", None)
+    if not (dtype == np.bool_ or jnp.issubdtype(dtype, jnp.integer)
+            or jnp.issubdtype(dtype, jnp.floating)):
+        raise InputTypeError(f"{name} must hold real numbers (float, int or bool), got dtype "
+                             f"{dtype}; convert it, e.g. {name}.astype(np.float32) (strings: "
+                             "parse them to numbers first; complex: take .real or abs)")
+
+
 def check_finite(x, name: str = "x") -> None:
     """Raise if a concrete `x` holds NaN or Inf, naming the first such row (traced: nothing
     to look at, so nothing is checked)."""
@@ -348,12 +358,8 @@ def check_dataset(ds, name: str = "ds") -> int:
                          "every example needs one row in each")
     if x.shape[0] == 0:
         raise InputError(f"{name} is empty (0 rows); it needs at least one example")
-    for part, v in (("x", x), ("y", y)):
-        kind = np.dtype(getattr(v, "dtype", np.float32)).kind
-        if kind not in "biuf" and str(getattr(v, "dtype", "")) != "bfloat16":
-            raise InputTypeError(f"{name}.{part} must hold real numbers (float, int or bool), "
-                                 f"got dtype {v.dtype}; convert it, e.g. "
-                                 f"{name}.{part}.astype(np.float32)")
+    check_real(x, f"{name}.x")
+    check_real(y, f"{name}.y")
     if isinstance(x, jax.core.Tracer) or isinstance(y, jax.core.Tracer):
         return x.shape[0]                         # traced: values unknown, shapes checked
     if _in_host_memory(x) and _in_host_memory(y):

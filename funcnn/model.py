@@ -3,7 +3,8 @@
 Contract: a network (`network(layer, input_shape, loss)`, or `mlp(sizes, ...)` for the
 Clojure project's fully connected record; both in `funcnn.networks`, re-exported here)
 describes the computation and holds no numbers; it is frozen and hashable, so it is a static
-argument of `jit` (one compile per network and shape). Its parameters are a plain pytree made by `init`: a tuple with one entry per layer of its
+argument of `jit` (one compile per network and shape). Its parameters are a plain pytree made
+by `init`: a tuple with one entry per layer of its
 `serial` (an `mlp`'s is one `{"w": f32[d_in, d_out], "b": f32[d_out]}` per layer).
 Data are `x: f32[n, *input_shape]` and one-hot `y: f32[n, k]`.
 Modes: `forward` and `loss` evaluate by default (`train=False`: no dropout, BatchNorm's running
@@ -22,7 +23,7 @@ import numpy as np
 
 from funcnn import pieces, rng
 from funcnn.checks import InputError, InputTypeError, number
-from funcnn.data import Dataset, as_dataset, check_dataset, check_finite
+from funcnn.data import Dataset, as_dataset, check_dataset, check_finite, check_real
 from funcnn.initializers import glorot, he, lecun, uniform, xavier  # noqa: F401 (re-exported)
 from funcnn.layers import dense, dense_vjp  # noqa: F401 (re-exported)
 from funcnn.networks import MLP, Network, _Net, mlp, network  # noqa: F401 (re-exported)
@@ -250,11 +251,7 @@ def _check_x_array(x, name: str) -> None:
                f"a NumPy or JAX array, e.g. np.asarray({name}, np.float32)")
         raise InputTypeError(f"{name} must be a NumPy or JAX array of numbers, got "
                              f"{type(x).__module__}.{type(x).__qualname__}; pass {fix}")
-    if not (x.dtype == np.bool_ or jnp.issubdtype(x.dtype, jnp.integer)
-            or jnp.issubdtype(x.dtype, jnp.floating)):
-        raise InputTypeError(f"{name} must hold real numbers (float, int or bool), got dtype "
-                             f"{x.dtype}; convert it, e.g. {name}.astype(np.float32) (strings: "
-                             "parse them to numbers first; complex: take .real or abs)")
+    check_real(x, name)
 
 
 def _check_x(net, x, name: str = "x") -> None:

@@ -33,9 +33,9 @@ numbers. No autodiff anywhere: `jax.grad` is the referee (`funcnn.gradcheck`), n
 
 One module per kind of layer, in reading order: `base` (the protocol above, and an activation
 as a layer), `dense` (Dense, Flatten, Reshape), `windows` (the patches a convolution or a pool
-reads, and their VJP), `conv` (Conv2D, the patch product), `winograd` (its fast 3x3 formulation), `xla_conv`
-(XLA's, for a GPU), `pool`
-(MaxPool2D, AvgPool2D), `dropout`, `norm` (BatchNorm, LayerNorm), `compose` (Residual, serial).
+reads, and their VJP), `conv` (Conv2D, the patch product), `winograd` (its fast 3x3
+formulation), `xla_conv` (XLA's, for a GPU), `pool` (MaxPool2D, AvgPool2D), `dropout`, `norm`
+(BatchNorm, LayerNorm), `compose` (Residual, serial).
 """
 from funcnn.layers.base import Act, Layer, as_layer, row_keys
 from funcnn.layers.dense import Dense, Flatten, Reshape, dense, dense_vjp
@@ -46,6 +46,6 @@ from funcnn.layers.dropout import Dropout
 from funcnn.layers.norm import BatchNorm, LayerNorm
 from funcnn.layers.compose import Residual, Serial, serial
 
-__all__ = ["Layer", "Act", "as_layer", "row_keys", "Dense", "dense", "dense_vjp", "Flatten", "Reshape",
-           "patches", "patches_vjp", "Conv2D", "MaxPool2D", "AvgPool2D", "Dropout", "BatchNorm",
+__all__ = ["Layer", "Act", "as_layer", "row_keys", "Dense", "dense", "dense_vjp", "Flatten",
+           "Reshape", "patches", "patches_vjp", "Conv2D", "MaxPool2D", "AvgPool2D", "Dropout", "BatchNorm",
            "LayerNorm", "Residual", "Serial", "serial"]
