@@ -5,10 +5,11 @@ import sys
 import xml.etree.ElementTree as ET
 
 import pytest
+from conftest import environ_of_a_user
 
 
 def run_cli(*args, tmp_path):
-    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    env = environ_of_a_user(XDG_CACHE_HOME=str(tmp_path / "cache"))
     return subprocess.run([sys.executable, "-m", "funcnn", *args], capture_output=True,
                           text=True, cwd=tmp_path, env=env, timeout=300)
 

@@ -13,14 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import environ_of_a_user
 
 WORKER = Path(__file__).with_name("multihost_worker.py")
 TIMEOUT = 180                     # seconds any one process may take before the test fails
 
 
 def _env(devices: int) -> dict:
-    return dict(os.environ, JAX_PLATFORMS="cpu",
-                XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    return environ_of_a_user(JAX_PLATFORMS="cpu",
+                             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
 
 
 def _free_port() -> int:
@@ -80,7 +81,7 @@ def test_two_processes_of_two_devices_train_as_one_process_of_four(tmp_path):
 def test_the_example_runs_over_two_processes_as_the_readme_says(tmp_path):
     r = subprocess.run([sys.executable, "-m", "funcnn", "multihost", "--out",
                         str(tmp_path / "curves.svg")], capture_output=True, text=True,
-                       timeout=TIMEOUT, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+                       timeout=TIMEOUT, env=environ_of_a_user(JAX_PLATFORMS="cpu"))
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert "process 0/2: training rows 0-29999, test rows 0-4999" in r.stdout
     assert "[process 1] process 1/2: training rows 30000-59999, test rows 5000-9999" in r.stdout
@@ -97,7 +98,7 @@ def test_a_worker_killed_mid_run_stops_the_others_with_a_clear_error(tmp_path):
     launcher = subprocess.Popen([sys.executable, "-m", "funcnn", "multihost", "--epochs", "3",
                                  "--out", str(tmp_path / "c.svg")],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=dict(os.environ, JAX_PLATFORMS="cpu"))
+                                env=environ_of_a_user(JAX_PLATFORMS="cpu"))
     pids, lines = {}, []
     try:
         t0 = time.monotonic()

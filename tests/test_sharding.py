@@ -6,6 +6,7 @@ import sys
 import textwrap
 
 import pytest
+from conftest import environ_of_a_user
 
 CHILD = textwrap.dedent("""
     import jax, numpy as np, funcnn as fn
@@ -111,8 +112,8 @@ CHILD = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_four_devices_give_the_losses_of_one():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
-               JAX_PLATFORMS="cpu")
+    env = environ_of_a_user(XLA_FLAGS="--xla_force_host_platform_device_count=4",
+                            JAX_PLATFORMS="cpu")
     r = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, env=env,
                        timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
