@@ -5,6 +5,7 @@
     python -m funcnn circles          # DotCSV's rings, and the training as an animation
     python -m funcnn fashion-mnist-numpy --recipe sound
     python -m funcnn sequential --seconds 20
+    python -m funcnn regression       # real targets: a noisy sin(3x), mse; the fit drawn
 
 The flow is the original's: data -> model -> training with metrics -> picture.
 """

@@ -2,9 +2,11 @@
 a keyed train/test split, and the per-epoch shuffle.
 
 Contract: a `Dataset` is a pair of arrays, `x: f32[n, ...]` examples (features `f32[n, d]`, or
-images `f32[n, h, w, c]`) and `y: f32[n, k]` labels
-(one-hot rows for k >= 2 classes, a 0/1 column for k = 1). It is a NamedTuple, so it is a
-pytree: it passes through `jit`, `vmap` and `lax.scan` as it is. Every draw takes a key.
+images `f32[n, h, w, c]`) and `y` labels, a row per example: class ids `int[n]`, one-hot rows
+`f32[n, k]` (a 0/1 column for k = 1), multi-hot rows or real targets `f32[n, k]`
+(`funcnn.labels`: `label_kind` names them, the network's loss says which it reads). It is a
+NamedTuple, so it is a pytree: it passes through `jit`, `vmap` and `lax.scan` as it is. Every
+draw takes a key.
 """
 from __future__ import annotations
 
@@ -18,14 +20,15 @@ from jax import lax
 
 from funcnn import backend, rng, sources
 from funcnn.checks import InputError, InputTypeError, integer, number
+from funcnn.labels import check_ids, describe, in_host_memory, label_kind  # noqa: F401
 
 
 class Dataset(NamedTuple):
     x: jax.Array   # f32[n, ...] one example a row: f32[n, d] features, or f32[n, h, w, c] images
-    y: jax.Array   # f32[n, k] one-hot labels (k = 1: a 0/1 column)
+    y: jax.Array   # int[n] class ids, or f32[n, k]: one-hot, multi-hot or real rows
 
     def __repr__(self) -> str:
-        return f"Dataset(x={_shape(self.x)}, y={_shape(self.y)})"
+        return f"Dataset(x={describe(self.x)}, y={describe(self.y)})"
 
 
 class Scale(NamedTuple):
@@ -48,9 +51,14 @@ def minmax_scale(x: jax.Array) -> tuple[jax.Array, Scale]:
 
 
 def one_hot(labels: jax.Array, k: int, dtype=jnp.float32) -> jax.Array:
-    """Integer labels `i32[n]` in [0, k) -> `f32[n, k]` rows with a single 1."""
+    """Class ids `int[n]` (or `int[n, t]`) in [0, k) -> `f32[n, k]` (`f32[n, t, k]`) rows with
+    a single 1. An id out of range, negative or not an integer is refused (values on
+    concrete arrays; under jit the dtype alone)."""
     k = integer("k (the number of classes)", k, 1)
-    return (labels[:, None] == jnp.arange(k)[None, :]).astype(dtype)
+    labels = np.asarray(labels) if isinstance(labels, (list, tuple)) else labels
+    check_ids(labels, k, "labels")
+    classes = jnp.arange(k).reshape(*(1,) * labels.ndim, k)
+    return (labels[..., None] == classes).astype(dtype)
 
 
 def box_muller(key: rng.Key, n: int, dtype=jnp.float32) -> jax.Array:
@@ -319,7 +327,7 @@ def check_finite(x, name: str = "x") -> None:
     to look at, so nothing is checked)."""
     if isinstance(x, jax.core.Tracer):
         return
-    if _in_host_memory(x):
+    if in_host_memory(x):
         v = np.asarray(x).reshape(x.shape[0], -1)
         with np.errstate(over="ignore", invalid="ignore"):
             if np.isfinite(v.sum()):                     # one cheap pass when all is well
@@ -336,11 +344,13 @@ def check_finite(x, name: str = "x") -> None:
 def check_dataset(ds, name: str = "ds") -> int:
     """Check that `ds` is a usable Dataset; return its row count n.
 
-    Shapes are always checked; values (finite, one-hot) only on concrete arrays, so the check
-    also runs inside `jit`/`vmap` where it looks at shapes alone. Values are checked where the
-    data live: in host memory (NumPy, or JAX on the CPU: a view) by NumPy, with nothing to
-    compile; on a GPU, or spread over several hosts, by one compiled reduction on the data's
-    devices (three numbers come back, never the data).
+    Shapes are always checked; values (finite) only on concrete arrays, so the check also
+    runs inside `jit`/`vmap` where it looks at shapes alone. Labels of any kind pass (a row
+    per example); whether they fit a loss is `funcnn.labels.check_labels`'s question (asked
+    by `funcnn.model.check_batch`). Values are checked where the data live: in host memory
+    (NumPy, or JAX on the CPU: a view) by NumPy, with nothing to compile; on a GPU, or spread
+    over several hosts, by one compiled reduction on the data's devices (two numbers come
+    back, never the data).
     """
     if not (isinstance(ds, tuple) and len(ds) == 2):
         raise InputTypeError(f"{name} must be a Dataset(x, y), got {type(ds).__name__}; "
@@ -348,11 +358,11 @@ def check_dataset(ds, name: str = "ds") -> int:
     x, y = ds
     if getattr(x, "ndim", 0) < 2:
         raise InputError(f"{name}.x must be an array of at least 2-D [rows, ...] (one example "
-                         f"a row: [n, d] or [n, h, w, c]), got {_shape(x)}; reshape it, e.g. "
-                         "x.reshape(len(x), -1)")
-    if getattr(y, "ndim", None) != 2:
-        raise InputError(f"{name}.y must be a 2-D array [rows, columns], got "
-                         f"{_shape(y)}; reshape it, e.g. y.reshape(len(y), -1)")
+                         f"a row: [n, d] or [n, h, w, c]), got {describe(x)}; reshape it, "
+                         "e.g. x.reshape(len(x), -1)")
+    if getattr(y, "ndim", 0) < 1:
+        raise InputError(f"{name}.y must be an array with a row per example (class ids [n], "
+                         f"rows [n, k]), got {describe(y)}")
     if x.shape[0] != y.shape[0]:
         raise InputError(f"{name}.x has {x.shape[0]} rows but {name}.y has {y.shape[0]}; "
                          "every example needs one row in each")
@@ -362,51 +372,32 @@ def check_dataset(ds, name: str = "ds") -> int:
     check_real(y, f"{name}.y")
     if isinstance(x, jax.core.Tracer) or isinstance(y, jax.core.Tracer):
         return x.shape[0]                         # traced: values unknown, shapes checked
-    if _in_host_memory(x) and _in_host_memory(y):
+    if in_host_memory(x) and in_host_memory(y):
         found = _bad_rows(np, np.asarray(x), np.asarray(y))      # a view, not a copy
     else:
         with jax.ensure_compile_time_eval():      # concrete even under an outer vmap or jit
             found = jax.device_get(_bad_rows_on_device(jnp.asarray(x), jnp.asarray(y)))
-    bad_x, nan_y, bad_y = (int(v) for v in found)
-    row = lambda v, i: np.asarray(v)[i] if _in_host_memory(v) else jax.device_get(v[i])
+    bad_x, bad_y = (int(v) for v in found)
     if bad_x >= 0:
         raise InputError(f"{name}.x holds NaN or Inf (first in row {bad_x}); clean or drop "
                          "those rows before training")
-    if nan_y:
-        raise InputError(f"{name}.y holds NaN or Inf; labels must be one-hot 0/1 rows")
     if bad_y >= 0:
-        raise InputError(f"{name}.y is not one-hot: each row must hold 0s and a single 1 "
-                         f"(or, with one column, a 0 or a 1); row {bad_y} is "
-                         f"{[float(v) for v in row(y, bad_y)[:12]]}. Use "
-                         "funcnn.data.one_hot(labels, k)")
+        raise InputError(f"{name}.y holds NaN or Inf (first in row {bad_y}); labels and "
+                         "targets must be finite: clean or drop those rows")
     return x.shape[0]
 
 
 def _bad_rows(xp, x, y):
-    """(first row of x with a NaN or Inf, whether y holds one, first row of y that is not
-    one-hot), -1 where none; `xp` is NumPy or jax.numpy, the same code for both."""
-    def first(bad):
+    """(first row of x with a NaN or Inf, first row of y with one), -1 where none; `xp` is
+    NumPy or jax.numpy, the same code for both."""
+    def first(v):
+        v = v.reshape(v.shape[0], -1)
+        with np.errstate(over="ignore", invalid="ignore"):   # NaN or Inf makes the sum NaN
+            if xp is np and np.isfinite(v.sum()):            # or Inf: one cheap pass when
+                return -1                                    # all is well
+        bad = ~xp.isfinite(v).all(axis=1)
         return xp.where(bad.any(), xp.argmax(bad), -1)
-    x = x.reshape(x.shape[0], -1)
-    with np.errstate(over="ignore", invalid="ignore"):   # NaN or Inf makes the sum NaN or Inf:
-        clean = xp is np and np.isfinite(x.sum())          # one cheap pass when all is well
-    bad_x = -1 if clean else first(~xp.isfinite(x).all(axis=1))
-    zero_one = ((y == 0) | (y == 1)).all(axis=1)
-    one_per_row = (y.sum(axis=1) == 1) if y.shape[1] > 1 else True
-    return bad_x, ~xp.isfinite(y).all(), first(~(zero_one & one_per_row))
+    return first(x), first(y)
 
 
 _bad_rows_on_device = jax.jit(partial(_bad_rows, jnp))     # one reduction, where the data are
-
-
-def _in_host_memory(v) -> bool:
-    """NumPy, or a JAX array whole on this process's CPU (NumPy reads it in place)."""
-    return not isinstance(v, jax.Array) or (
-        v.is_fully_addressable and all(d.platform == "cpu" for d in v.devices()))
-
-
-def _shape(v) -> str:
-    shape = getattr(v, "shape", None)
-    if shape is None:
-        return type(v).__name__
-    return f"{getattr(v, 'dtype', '')}{list(shape)}"

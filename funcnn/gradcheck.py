@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from funcnn import layers as L
-from funcnn import model, rng
+from funcnn import labels, model, rng
 from funcnn.data import Dataset
 
 FLOOR = 1e-3   # a leaf's scale is at least this fraction of the tree's largest gradient
@@ -144,21 +144,28 @@ def _cast(tree, dtype):
     return jax.tree.map(lambda v: jnp.asarray(v, dtype), tree)
 
 
+def _cast_batch(batch, dtype) -> Dataset:
+    """x and y in `dtype`, but class ids (integer y) kept integers: they are not numbers to
+    differentiate by, and a float id is refused."""
+    x, y = batch
+    return Dataset(jnp.asarray(x, dtype), y if labels.is_ids(y) else jnp.asarray(y, dtype))
+
+
 def gradcheck(net, params: model.Params, batch: Dataset, w=None, *, key=None,
               train: bool = True, x64: bool = True, rtol: float | None = None) -> GradcheckReport:
     """Compare `model.grads` with `jax.grad(model.loss)` leaf by leaf, in training mode (both
     sides draw the same dropout masks from `key`, by default `jax.random.key(0)`) or with
     `train=False`.
 
-    x64=True (default) runs both in float64 (the params and batch are cast); rtol defaults to
-    1e-9 in float64 and 1e-4 in float32.
+    x64=True (default) runs both in float64 (the params and batch are cast; class ids stay
+    integers); rtol defaults to 1e-9 in float64 and 1e-4 in float32.
     """
-    with jax.enable_x64(x64):
+    model.check_params(net, params)
+    batch = model.check_batch(net, batch)               # before a cast: a bad batch compiles
+    with jax.enable_x64(x64):                           # nothing
         dtype = jnp.float64 if x64 else jnp.float32
-        params, batch = _cast(params, dtype), Dataset(*_cast(tuple(batch), dtype))
+        params, batch = _cast(params, dtype), _cast_batch(batch, dtype)
         w = None if w is None else _cast(w, dtype)
-        model.check_params(net, params)
-        model.check_batch(net, batch)
         if key is None and train and net.layer.needs_key:
             key = jax.random.key(0)                     # a check: any fixed mask will do
         hand, auto = both_grads(net, params, batch, w, key, train=train)

@@ -6,7 +6,9 @@ describes the computation and holds no numbers; it is frozen and hashable, so it
 argument of `jit` (one compile per network and shape). Its parameters are a plain pytree made
 by `init`: a tuple with one entry per layer of its
 `serial` (an `mlp`'s is one `{"w": f32[d_in, d_out], "b": f32[d_out]}` per layer).
-Data are `x: f32[n, *input_shape]` and one-hot `y: f32[n, k]`.
+Data are `x: f32[n, *input_shape]` and labels `y` of the kind the network's loss reads
+(`Loss.labels`, checked by `funcnn.labels`): class ids `int[n]` or one-hot rows `f32[n, k]`
+for a classification loss, rows in [0, 1] for a binary one, real targets `f32[n, k]`.
 Modes: `forward` and `loss` evaluate by default (`train=False`: no dropout, BatchNorm's running
 statistics); `value_and_grads`, `grads` and `grad_step` train (`train=True`: dropout drawn from
 `key`, batch statistics). `backprop` is written by hand: the loss's VJP, then each layer's VJP
@@ -21,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from funcnn import pieces, rng
+from funcnn import labels, pieces, rng
 from funcnn.checks import InputError, InputTypeError, number
 from funcnn.data import Dataset, as_dataset, check_dataset, check_finite, check_real
 from funcnn.initializers import glorot, he, lecun, uniform, xavier  # noqa: F401 (re-exported)
@@ -273,16 +275,13 @@ def _check_x(net, x, name: str = "x") -> None:
 
 def check_batch(net, batch, name: str = "batch") -> Dataset:
     """`batch` as a Dataset (a plain (x, y) pair is made one); raise if it is not usable (see
-    `data.check_dataset`: rows, NaN/Inf, one-hot) or its x and y do not fit the network's
-    input and output."""
+    `data.check_dataset`: rows, NaN/Inf), its x does not fit the network's input, or its y
+    is not what the network's loss reads for its output (`labels.check_labels`: class ids in
+    range or one-hot rows, rows in [0, 1], or real targets, by the loss's `labels`)."""
     batch = as_dataset(batch, name)
     check_dataset(batch, name)
-    x, y = batch
-    _check_x(net, x, f"{name}.x")
-    k = net.output_shape[0]
-    if y.shape[1] != k:
-        raise InputError(f"{name}.y is {y.shape[1]} wide (one-hot) but the network has "
-                         f"{k} outputs; make the last layer {y.shape[1]} wide")
+    _check_x(net, batch.x, f"{name}.x")
+    labels.check_labels(batch.y, net.loss, net.output_shape, f"{name}.y")
     return batch
 
 

@@ -18,6 +18,7 @@ import jax
 from funcnn import layers as L
 from funcnn.checks import InputError, InputTypeError, integer
 from funcnn.initializers import check_scheme, uniform
+from funcnn.labels import LABELS
 from funcnn.losses import Loss
 from funcnn.math import Activation, identity
 
@@ -92,7 +93,7 @@ def network(layer, input_shape, loss: Loss) -> Network:
     out = tuple(layer.shape(shape))
     if len(out) != 1:
         raise InputError(f"the network's output is {out} per example, but a loss compares a "
-                         f"flat output (k,) with one-hot labels; end with Flatten() and a "
+                         f"flat output (k,) with its labels; end with Flatten() and a "
                          f"Dense(k)")
     net = Network(layer, shape, loss)
     _check_loss_fits(loss, net.output_activation, out[0])
@@ -153,6 +154,16 @@ def mlp(sizes: Sequence[int], hidden: Activation, output: Activation, loss: Loss
 
 def _check_loss_fits(loss, output: Activation, k: int) -> None:
     """Refuse a loss that cannot read the network's output, with the fix."""
+    if loss.labels not in LABELS:
+        raise InputError(f"loss {loss.name} says it reads labels={loss.labels!r}, not one of "
+                         f"{', '.join(map(repr, LABELS))} (funcnn.labels); leave it out for "
+                         "real targets shaped like the output")
+    if loss.name == "sigmoid_binary_cross_entropy" and output.name in ("sigmoid", "softmax",
+                                                                       "log_softmax"):
+        raise InputError(f"loss sigmoid_binary_cross_entropy reads logits and applies the "
+                         f"sigmoid itself, but the network's output activation is "
+                         f"{output.name}; end with no activation (identity), or keep the "
+                         "sigmoid and use binary_cross_entropy")
     if loss.name == "softmax_cross_entropy" and k < 2:
         raise InputError("loss softmax_cross_entropy needs k >= 2 outputs (one logit per "
                          "class), but the network has 1: with one output the softmax is "

@@ -11,7 +11,6 @@ state), and a network with Dropout gets a key per step, split off its epoch's ke
 """
 from __future__ import annotations
 
-import time
 from functools import partial
 
 import jax
@@ -20,6 +19,7 @@ import numpy as np
 from jax import lax
 
 from funcnn import backend, data, metrics, model, optim, parallel, rng
+from funcnn import history as runlog
 from funcnn.checks import InputError, InputTypeError, integer
 from funcnn.data import Dataset
 
@@ -36,7 +36,8 @@ def fit(key: rng.Key, net, params: model.Params, train: Dataset,
         test: Dataset | None = None, *, epochs: int = 20, lr=None, batch_size: int = 16,
         optimizer=None, probe=None, mesh=None, verbose: bool | int = True,
         progress_every: int = 0, state=None, start_epoch: int = 0,
-        return_state: bool = False):
+        return_state: bool = False, patience: int | None = None, monitor: str | None = None,
+        min_delta: float = 0.0):
     """Train `params` with mini-batch SGD; return the new params and the per-epoch history.
 
     Plain SGD with `lr` (default 0.5) unless `optimizer` is given (`funcnn.optim.adam(1e-3)`,
@@ -54,6 +55,16 @@ def fit(key: rng.Key, net, params: model.Params, train: Dataset,
 
     history: `train_loss`, `train_accuracy` (means over the epoch's batches, before each
     step), and with `test`, `test_loss`, `test_accuracy` (after the epoch): each `f32[epochs]`.
+    Accuracy is kept for class labels (integer ids or one-hot rows) only: a regression's
+    (real targets) or a multi-label run's history has the losses alone.
+    `funcnn.history.save(history, "run.json")` (or `.csv`) writes it to a file.
+
+    Early stopping: `patience=k` stops when the monitored entry (`monitor`, by default
+    "test_loss"; an accuracy is maximised, a loss minimised) has not improved by more than
+    `min_delta` for k epochs, and returns the params of the best epoch. The run stays one
+    compiled program: the epochs after the stop are skipped by a `lax.cond` (they compute
+    nothing) and cut from the history, which gains `best_epoch` and `epochs_run`. With
+    `return_state`, the state is the optimizer's after the last epoch run.
     `progress_every=N` also prints a line every N steps within an epoch (for long epochs).
     To go on where a run stopped: `return_state=True` returns (params, history, optimizer
     state); pass that state back with `state=` and `start_epoch=` the epochs already run, and
@@ -77,15 +88,52 @@ def fit(key: rng.Key, net, params: model.Params, train: Dataset,
                          "then are the first keys of split(key, m) those of split(key, k), so "
                          "a resumed run draws the epochs' keys of one long run")
     state = _check_state(optimizer, params, state)
+    classes = _classes(train)
+    patience, monitor, min_delta = runlog.check_patience(
+        patience, monitor, _names(classes, test is not None), min_delta)
     traced = any(isinstance(v, jax.core.Tracer) for v in [key, *jax.tree.leaves(params)])
-    every = 0 if traced else _every(verbose)
-    new_params, history, state = _fit(
-        key, params, state, train, test, lr, _clock(), net=net, epochs=epochs,
+    every = 0 if traced else runlog.every(verbose)
+    new_params, history, state, stop = _fit(
+        key, params, state, train, test, lr, runlog.clock(), net=net, epochs=epochs,
         start_epoch=start_epoch, batch_size=min(batch_size, train.x.shape[0]),
         optimizer=optimizer, probe=probe, mesh=mesh, verbose=every, ensemble=False,
-        progress_every=integer("progress_every", progress_every, 0) if every else 0)
+        progress_every=integer("progress_every", progress_every, 0) if every else 0,
+        classes=classes, patience=patience, monitor=monitor, min_delta=min_delta)
+    if stop is not None and traced:             # under an outer jit/vmap: every epoch kept
+        new_params, history = stop.params, {**history, "best_epoch": stop.epoch}  # (NaN after)
+    elif stop is not None:
+        new_params, history = _best(stop, history, start_epoch, epochs, patience, monitor,
+                                    every)
     _raise_if_diverged(new_params, history, lr)
     return (new_params, history, state) if return_state else (new_params, history)
+
+
+def _classes(train: Dataset) -> bool:
+    """Do the labels name classes (integer ids, one-hot rows), so that accuracy means something?"""
+    return data.label_kind(train.y) in ("ids", "one-hot")
+
+
+def _names(classes: bool, has_test: bool) -> tuple[str, ...]:
+    """The entries of a run's history (before a probe's)."""
+    names = ("train_loss", "train_accuracy") if classes else ("train_loss",)
+    return names + tuple(n.replace("train", "test") for n in names) * has_test
+
+
+def _best(stop, history, start_epoch, epochs, patience, monitor, every):
+    """After an early-stopping run: the best epoch's params and the history of the epochs
+    that ran, with `best_epoch` and `epochs_run`; a line says what happened."""
+    best = int(stop.epoch)
+    ran = min(epochs, max(best - start_epoch, 0) + patience)
+    history = {k: v[:ran] for k, v in history.items()}
+    history["best_epoch"], history["epochs_run"] = best, ran
+    if every:
+        value = f"{monitor} {float(history[monitor][best - start_epoch - 1]):.4f}" if best else \
+            f"no finite {monitor}"
+        skipped = (f"; {monitor} had not improved for {patience} epochs, so epochs "
+                   f"{start_epoch + ran + 1}-{start_epoch + epochs} were skipped"
+                   if ran < epochs else "")
+        print(f"best epoch {best} ({value}): its params are returned{skipped}", flush=True)
+    return stop.params, history
 
 
 def fit_many(keys: jax.Array, net, params: model.Params, train: Dataset,
@@ -120,11 +168,12 @@ def fit_many(keys: jax.Array, net, params: model.Params, train: Dataset,
     if mesh is not None:                        # each device trains its share of networks
         keys, params, train, test = parallel.split_networks(mesh, keys, params, train, test)
     state = () if optimizer is None else jax.vmap(optimizer.init)(params)
-    new_params, history, _ = _fit(keys, params, state, train, test, lr, _clock(), net=net,
-                                  epochs=epochs, start_epoch=0,
-                                  batch_size=min(batch_size, train.x.shape[0]),
-                                  optimizer=optimizer, probe=probe, mesh=mesh,
-                                  verbose=_every(verbose), ensemble=True, progress_every=0)
+    new_params, history, _, _ = _fit(keys, params, state, train, test, lr, runlog.clock(),
+                                     net=net, epochs=epochs, start_epoch=0,
+                                     batch_size=min(batch_size, train.x.shape[0]),
+                                     optimizer=optimizer, probe=probe, mesh=mesh,
+                                     verbose=runlog.every(verbose), ensemble=True,
+                                     progress_every=0, classes=_classes(train))
     _raise_if_diverged(new_params, history, lr)
     return new_params, history
 
@@ -135,9 +184,11 @@ def epoch_keys(key: rng.Key, epochs: int) -> jax.Array:
 
 
 @partial(jax.jit, static_argnames=("net", "epochs", "start_epoch", "batch_size", "optimizer",
-                                   "probe", "mesh", "verbose", "ensemble", "progress_every"))
+                                   "probe", "mesh", "verbose", "ensemble", "progress_every",
+                                   "classes", "patience", "monitor", "min_delta"))
 def _fit(key, params, state, train, test, lr, clock, *, net, epochs, start_epoch, batch_size,
-         optimizer, probe, mesh, verbose, ensemble, progress_every):
+         optimizer, probe, mesh, verbose, ensemble, progress_every, classes, patience=None,
+         monitor=None, min_delta=0.0):
     n = train.x.shape[0]
     devices = 1 if mesh is None else mesh.size
     padded = -(-batch_size // devices) * devices                # rows per batch, padded
@@ -148,7 +199,7 @@ def _fit(key, params, state, train, test, lr, clock, *, net, epochs, start_epoch
 
     def batch_step(carry, inputs):
         params, state = carry                                   # state: the optimizer's
-        step, rows, w, key_data = inputs                        # i32[padded], f32[padded]
+        step, done, rows, w, key_data = inputs                  # i32[padded], f32[padded]
         key = None if key_data is None else backend.key_from_scan(key_data, impl)
         batch = train if full else Dataset(train.x[rows], train.y[rows])   # gather on device
         pieces = None                                           # pieces.step_pieces decides
@@ -160,16 +211,19 @@ def _fit(key, params, state, train, test, lr, clock, *, net, epochs, start_epoch
         n_rows = w.sum()                                        # rows that are not padding
         if progress_every and not ensemble:                     # a line every N steps
             lax.cond(step % progress_every == 0, lambda: jax.debug.callback(
-                partial(_print_step, steps, net.loss.name), step, loss, clock,
+                partial(runlog.print_step, steps, epochs * steps, net.loss.name), step, done,
+                loss, clock,
                 ordered=mesh is None), lambda: None)      # (ordered: one device only)
-        return (params, state), (loss * n_rows, metrics.accuracy(out, batch.y, w) * n_rows)
+        correct = metrics.accuracy(out, batch.y, w) * n_rows if classes else jnp.zeros(())
+        return (params, state), (loss * n_rows, correct)
 
     def shuffle_and_masks(key):
         """An epoch's key -> (its shuffle's key, its dropout masks' key or None)."""
         return tuple(jax.random.split(key)) if dropout else (key, None)
 
-    def train_epoch(carry, keys, order=None):        # keys: shuffle_and_masks(the epoch's)
-        k_shuffle, k_masks = keys                       # order: the shuffle, if made already
+    def train_epoch(carry, keys, order=None, i=start_epoch + 1):   # i: the epoch's number
+        # keys: shuffle_and_masks(the epoch's key); order: the shuffle, if made already
+        k_shuffle, k_masks = keys
         masks = None if k_masks is None else backend.keys_through_scan(
             jax.random.split(k_masks, steps))                   # (no dropout: the same shuffle)
         if full:                                                # one batch of every row:
@@ -178,13 +232,18 @@ def _fit(key, params, state, train, test, lr, clock, *, net, epochs, start_epoch
             rows, w = data.batches(k_shuffle, n, batch_size, train.x.dtype, padded,
                                    order=order)
         carry, (loss_sums, correct) = lax.scan(
-            batch_step, carry, (jnp.arange(1, steps + 1), rows, w, masks))
+            batch_step, carry, (jnp.arange(1, steps + 1),          # the step in the epoch,
+                                (i - start_epoch - 1) * steps + jnp.arange(1, steps + 1),
+                                rows, w, masks))                    # and in this call
         params = carry[0]
-        history = {"train_loss": loss_sums.sum() / n, "train_accuracy": correct.sum() / n}
+        history = {"train_loss": loss_sums.sum() / n}
+        if classes:
+            history["train_accuracy"] = correct.sum() / n
         if test is not None:                                    # evaluate after the epoch
             out = model.forward(net, params, test.x)            # running statistics, no dropout
             history["test_loss"] = net.loss.fn(out, test.y, jnp.ones(test.x.shape[0], out.dtype))
-            history["test_accuracy"] = metrics.accuracy(out, test.y)
+            if classes:
+                history["test_accuracy"] = metrics.accuracy(out, test.y)
         if probe is not None:
             history["probe"] = probe(params)
         return carry, history
@@ -202,26 +261,43 @@ def _fit(key, params, state, train, test, lr, clock, *, net, epochs, start_epoch
         keys = epoch_keys(key, all_epochs)                      # [epochs]
     keys = keys[start_epoch:]
 
-    def epoch_step(carry, inputs):
-        i, key_data = inputs
-        key = backend.key_from_scan(key_data, impl)
+    def run_epoch(carry, i, key):
         if ensemble:
             carry, history = train_epochs(carry, key)
         else:
-            carry, history = train_epoch(carry, shuffle_and_masks(key))
+            carry, history = train_epoch(carry, shuffle_and_masks(key), i=i)
         if verbose:                                             # one host call per epoch
             printed = {k: v for k, v in history.items() if k != "probe"}
             if mesh is not None and ensemble:                   # every network's, gathered
                 printed = parallel.whole_on_every_device(mesh, printed)
-            jax.debug.callback(partial(_print_epoch, all_epochs, verbose, net.loss.name), i,
-                               printed, clock, ordered=mesh is None)
+            jax.debug.callback(partial(runlog.print_epoch, all_epochs, start_epoch, verbose,
+                                       net.loss.name), i, printed, clock, ordered=mesh is None)
         return carry, history
 
+    def epoch_step(carry, inputs):
+        i, key_data = inputs
+        key = backend.key_from_scan(key_data, impl)
+        if patience is None:
+            return run_epoch(carry, i, key)
+        carry, stop = carry                                     # early stopping: once stopped,
+        skipped = jax.tree.map(                                 # an epoch computes nothing
+            lambda s: jnp.full(s.shape, jnp.nan, s.dtype),
+            jax.eval_shape(lambda c: run_epoch(c, i, key)[1], carry))
+        carry, history = lax.cond(stop.stopped(patience), lambda c: (c, skipped),
+                                  lambda c: run_epoch(c, i, key), carry)
+        stop = stop.after(i, history[monitor], carry[0], runlog.monitor_sign(monitor),
+                          min_delta)
+        return (carry, stop), history
+
     epochs_in = (jnp.arange(start_epoch + 1, all_epochs + 1), backend.keys_through_scan(keys))
-    (params, state), history = lax.scan(epoch_step, (params, state), epochs_in)
+    carry = (params, state)
+    if patience is not None:
+        carry = (carry, runlog.Stop.start(params, train.x.dtype))
+    carry, history = lax.scan(epoch_step, carry, epochs_in)
+    (params, state), stop = carry if patience is not None else (carry, None)
     if ensemble:                                # [epochs, m, ...] -> [m, epochs, ...]
         history = jax.tree.map(lambda v: jnp.swapaxes(v, 0, 1), history)
-    return params, history, state
+    return params, history, state, stop
 
 
 def train_step(net, optimizer, lr, params, state, batch, w, key, pieces=None):
@@ -276,49 +352,6 @@ def _fit_steps(key, params, state, train, lr, *, net, steps, batch_size, optimiz
     return params, state, losses
 
 
-# --- progress --------------------------------------------------------------------------------
-
-def _clock() -> np.ndarray:
-    """Now, as u32[2] (high and low words of perf_counter_ns): an argument of the compiled
-    run, so its progress lines count from the call that started it (no module state)."""
-    return np.array(divmod(time.perf_counter_ns(), 1 << 32), np.uint32)
-
-
-def _elapsed(clock) -> float:
-    hi, lo = (int(v) for v in np.asarray(clock))
-    return (time.perf_counter_ns() - (hi << 32 | lo)) / 1e9
-
-
-def _every(verbose) -> int:
-    """verbose -> print every this many epochs (0: never). True is 1; an int N is every N."""
-    return int(verbose) if isinstance(verbose, bool) else integer("verbose", verbose, 0)
-
-
-def _print_step(steps, loss_name, step, loss, clock):
-    """Host side of the every-N-steps callback, within a long epoch."""
-    print(f"  step {int(step):>{len(str(steps))}}/{steps}  batch {loss_name} "
-          f"{float(loss):.4f}  ({_elapsed(clock):.1f} s)", flush=True)
-
-
-def _print_epoch(epochs, every, loss_name, i, history, clock):
-    """Host side of the per-epoch callback: one line, test numbers first as in the original."""
-    if int(i) % every and int(i) != epochs:
-        return                                  # between two printed epochs: nothing to say
-    parts = [f"epoch {int(i):>{len(str(epochs))}}/{epochs}"]
-    order = ("test_accuracy", "test_loss", "train_loss", "train_accuracy")
-    for name in (n for n in order if n in history):
-        label = name.replace("_", " ").replace("loss", loss_name)
-        v = history[name]
-        if getattr(v, "ndim", 0):                                # many networks: mean [min, max]
-            parts.append(f"{label} {v.mean():.4f} [{v.min():.4f}, {v.max():.4f}]")
-        else:
-            parts.append(f"{label} {float(v):.4f}")
-    parts.append(f"({_elapsed(clock):.2f} s)")
-    if not all(np.isfinite(np.asarray(v)).all() for v in history.values()):
-        parts.append("<- NaN or Inf: training diverged; lower lr")
-    print("  ".join(parts), flush=True)
-
-
 # --- checks, in plain Python before any compilation ------------------------------------------
 
 def _check_fit_args(net, params, train, test, epochs, lr, batch_size, optimizer, probe):
@@ -345,8 +378,15 @@ def _check_fit_args(net, params, train, test, epochs, lr, batch_size, optimizer,
         raise InputTypeError(f"probe must be a function of the params, got {probe!r}")
     if not isinstance(lr, jax.core.Tracer):     # a host scalar of the params' dtype: every lr
         lr = np.asarray(lr, dtype)              # has the same abstract type, so no recompile
-    cast = lambda ds: Dataset(jnp.asarray(ds.x, dtype), jnp.asarray(ds.y, dtype))
+    cast = lambda ds: Dataset(jnp.asarray(ds.x, dtype), _labels_as(ds.y, dtype))
     return cast(train), None if test is None else cast(test), lr
+
+
+def _labels_as(y, dtype):
+    """Labels in the params' dtype; integer class ids stay integers (int32)."""
+    if jnp.issubdtype(y.dtype, jnp.integer):
+        return jnp.asarray(y, jnp.int32)
+    return jnp.asarray(y, dtype)
 
 
 def _check_batches(net, n: int, batch_size: int) -> None:
@@ -375,7 +415,7 @@ def _check_state(optimizer, params, state):
 def _raise_if_diverged(params, history, lr) -> None:
     if any(isinstance(v, jax.core.Tracer) for v in history.values()):
         return                                  # traced by an outer jit/vmap: values unknown
-    losses = [v for k, v in history.items() if k != "probe"]
+    losses = [v for k, v in history.items() if k not in ("probe", "best_epoch", "epochs_run")]
     bad = np.stack([~np.isfinite(np.asarray(v)) for v in losses]).any(axis=0)
     if not bad.any():                           # bad: [epochs] or [networks, epochs]
         return

@@ -48,6 +48,7 @@ def test_circles_are_two_rings():
 
 def test_one_hot():
     np.testing.assert_array_equal(fn.data.one_hot(jnp.array([2, 0]), 3), [[0, 0, 1], [1, 0, 0]])
+    np.testing.assert_array_equal(fn.data.one_hot([[1], [0]], 2), [[[0, 1]], [[1, 0]]])
 
 
 def test_split_is_a_keyed_partition():
@@ -83,13 +84,24 @@ def test_two_epochs_shuffle_differently():
     (fn.data.Dataset(jnp.zeros((0, 2)), jnp.zeros((0, 2))), "empty"),
     (fn.data.Dataset(jnp.array([[0.0, jnp.nan]]), jnp.array([[1.0, 0.0]])), "NaN or Inf"),
     (fn.data.Dataset(jnp.array([[0.0, jnp.inf]]), jnp.array([[1.0, 0.0]])), "NaN or Inf"),
-    (fn.data.Dataset(jnp.zeros((2, 2)), jnp.array([[1.0, 0.0], [0.5, 0.5]])), "not one-hot"),
-    (fn.data.Dataset(jnp.zeros((2, 2)), jnp.array([[1.0, 1.0], [0.0, 1.0]])), "row 0"),
+    (fn.data.Dataset(jnp.zeros((2, 2)), jnp.array([[1.0, 0.0], [jnp.nan, 1.0]])),
+     r"ds.y holds NaN or Inf \(first in row 1\)"),
     (fn.data.Dataset(jnp.zeros(3), jnp.zeros((3, 2))), "2-D"),
+    (fn.data.Dataset(jnp.zeros((3, 2)), jnp.float32(1.0)), "a row per example"),
 ])
 def test_bad_datasets_are_refused_with_a_reason(ds, match):
     with pytest.raises(ValueError, match=match):
         fn.data.check_dataset(ds, "ds")
+
+
+@pytest.mark.parametrize("y", [jnp.array([[1.0, 0.0], [0.5, 0.5]]), jnp.array([[1.0, 1.0],
+                                                                               [0.0, 1.0]]),
+                               jnp.array([2, 0]), jnp.array([[-3.5], [7.0]])])
+def test_check_dataset_takes_labels_of_every_kind(y):
+    """Ids, soft, multi-hot and real rows are data; whether they fit a loss is
+    funcnn.labels.check_labels's question (tests/test_labels.py holds the refusals that
+    were check_dataset's: rows not one-hot for a classification loss)."""
+    assert fn.data.check_dataset(fn.data.Dataset(jnp.zeros((2, 2)), y), "ds") == 2
 
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.5, 1.5, 0.01, "0.8"])
@@ -247,6 +259,8 @@ def test_a_four_round_feistel_fails_the_neighbour_bound():
     (np.zeros((3, 2, 2, 1)), np.array([[1.0, 0.0], [0.5, 0.5], [1.0, 1.0]])),
     (np.zeros((3, 2)), np.array([[1.0], [0.0], [2.0]])),
     (np.zeros((2, 2)), np.array([[1.0, 0.0], [np.nan, 1.0]])),
+    (np.array([[0, 1], [0, np.inf]]), np.array([[np.inf], [0.0]])),
+    (np.zeros((3, 2)), np.array([0, 2, 1])),
 ])
 def test_the_device_check_finds_what_the_host_check_finds(x, y):
     # on a GPU or over several hosts the values are checked on the devices, by the same code

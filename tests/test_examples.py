@@ -10,6 +10,7 @@ import pytest
 from conftest import environ_of_a_user
 
 import funcnn as fn
+import funcnn.examples  # noqa: F401 (fn.examples, below: `import funcnn` does not load it)
 from funcnn.__main__ import main
 
 SVG = "{http://www.w3.org/2000/svg}"

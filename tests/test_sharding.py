@@ -25,10 +25,10 @@ CHILD = textwrap.dedent("""
     for a, b in zip(jax.tree.leaves(four), jax.tree.leaves(one)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     hlo = fn.train._fit.lower(jax.random.key(3), params, (), ds, ds, np.float32(0.5),
-                              fn.train._clock(), net=net, epochs=2, start_epoch=0,
+                              fn.history.clock(), net=net, epochs=2, start_epoch=0,
                               batch_size=7, optimizer=None, probe=None,
                               mesh=fn.parallel.check_mesh(mesh), verbose=0, ensemble=False,
-                              progress_every=0).compile().as_text()
+                              progress_every=0, classes=True).compile().as_text()
     assert "all-reduce" in hlo                                  # XLA's SPMD did the reduce
 
     # BatchNorm over four devices normalises with the global batch's statistics: as one device
@@ -95,10 +95,10 @@ CHILD = textwrap.dedent("""
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     k_s, p_s, d_s, _ = fn.parallel.split_networks(fn.parallel.check_mesh(mesh), keys, many, ds,
                                                    None)
-    hlo = fn.train._fit.lower(k_s, p_s, (), d_s, None, np.float32(0.5), fn.train._clock(),
+    hlo = fn.train._fit.lower(k_s, p_s, (), d_s, None, np.float32(0.5), fn.history.clock(),
                               net=net, epochs=2, start_epoch=0, batch_size=7, optimizer=None,
                               probe=None, mesh=fn.parallel.check_mesh(mesh), verbose=0,
-                              ensemble=True, progress_every=0).compile().as_text()
+                              ensemble=True, progress_every=0, classes=True).compile().as_text()
     assert "f32[2,2,8]" in hlo and "all-reduce" not in hlo and "all-gather" not in hlo
     try:                                                        # 6 networks on 4 devices
         fn.train.fit_many(keys[:6], net, jax.tree.map(lambda v: v[:6], many), ds, mesh=mesh)

@@ -182,7 +182,8 @@ TRAIN = fn.data.gaussian_clusters(jax.random.key(99), n_per_class=8)
     (dict(params=fn.model.init(jax.random.key(5), WRONG_NET)), ValueError, r"params\[0\]\['w'\]"),
     (dict(train=fn.data.Dataset(TRAIN.x[:, :1], TRAIN.y)), ValueError, "train.x has 1 features"),
     (dict(train=fn.data.Dataset(TRAIN.x, TRAIN.y[:3])), ValueError, "train.x has 16 rows"),
-    (dict(train=fn.data.Dataset(TRAIN.x, TRAIN.y * 2)), ValueError, "train.y is not one-hot"),
+    (dict(train=fn.data.Dataset(TRAIN.x, np.argmax(TRAIN.y, 1).astype(np.int32))), ValueError,
+     r"train\.y is int32\[16\] but mse expects real targets f32\[16, 2\]"),   # not ids
     (dict(test=fn.data.Dataset(TRAIN.x, jnp.eye(3)[jnp.arange(16) % 3])), ValueError,
      "test.y is 3 wide"),
     (dict(params=(dict(w=jnp.zeros((2, 8), jnp.int32), b=jnp.zeros(8, jnp.int32)),
@@ -199,3 +200,37 @@ def test_bad_input_is_refused_before_compiling(change, error, match, compiles):
     with pytest.raises(error, match=match):
         fn.train.fit(args.pop("key"), **args)
     assert compiles() == before                             # nothing was compiled
+
+
+@pytest.mark.slow
+def test_a_regressions_history_has_its_losses_and_the_lines_show_rmse(capfd):
+    """Real targets: no accuracy (there are no classes), the mse and its square root."""
+    k_x, k_n, k_init, k_fit = jax.random.split(jax.random.key(4), 4)
+    x = jax.random.uniform(k_x, (96, 1), minval=-1, maxval=1)
+    ds = fn.data.Dataset(x, jnp.sin(3 * x) + 0.1 * jax.random.normal(k_n, (96, 1)))
+    net = fn.model.mlp([1, 16, 1], hidden=M.tanh, output=M.identity, loss=L.mse)
+    _, hist = fn.train.fit(k_fit, net, fn.model.init(k_init, net), ds, ds, epochs=30,
+                           optimizer=fn.optim.adam(1e-2), verbose=10)
+    assert sorted(hist) == ["test_loss", "train_loss"]
+    assert float(hist["test_loss"][-1]) < 0.5 * float(hist["test_loss"][0])
+    line = [l for l in capfd.readouterr().out.splitlines() if l.startswith("epoch 30/30")][0]
+    rmse = float(line.split("test mse ")[1].split("(rmse ")[1].split(")")[0])
+    assert "accuracy" not in line and rmse == pytest.approx(float(hist["test_loss"][-1]) ** 0.5,
+                                                            abs=1e-4)
+
+
+@pytest.mark.slow
+def test_class_ids_train_as_their_one_hot_rows(x64):
+    """y: int[n] and y: f64[n, k] one-hot give bitwise-close runs and the same accuracy."""
+    _, _, train, test, _ = clojure_setup()
+    net = fn.model.mlp([2, 8, 2], hidden=M.tanh, output=M.identity, loss=L.softmax_cross_entropy)
+    params = fn.model.init(jax.random.key(0), net, jnp.float64)
+    ids = lambda ds: fn.data.Dataset(ds.x, jnp.argmax(ds.y, axis=1))          # noqa: E731
+    p1, h1 = fn.train.fit(jax.random.key(5), net, params, train, test, epochs=3, verbose=False)
+    p2, h2 = fn.train.fit(jax.random.key(5), net, params, ids(train), ids(test), epochs=3,
+                          verbose=False)
+    assert sorted(h1) == sorted(h2)
+    for name in h1:
+        np.testing.assert_allclose(h2[name], h1[name], rtol=1e-12, atol=1e-15)
+    for a, b in zip(jax.tree.leaves(p2), jax.tree.leaves(p1)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)

@@ -62,6 +62,7 @@ def run(args) -> int:
     curves = fn.visualization.curves(history, args.out.replace(".svg", "_curves.svg"),
                                      title=f"{net}, recipe {args.recipe}")
     print(f"test accuracy {float(history['test_accuracy'][-1]):.4f} after {epochs} epochs")
+    saved = fn.history.save(history, args.out.replace(".svg", "_history.json"))
     print(f"pictures written: {args.out} (final boundary), {out} (animation, "
-          f"{len(steps)} frames), {curves} (loss and accuracy)")
+          f"{len(steps)} frames), {curves} (loss and accuracy); the history to {saved}")
     return 0

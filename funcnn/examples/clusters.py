@@ -40,10 +40,12 @@ def run(args) -> int:
     path = fn.visualization.decision_boundary(net, params, ds, args.out)
     curves = fn.visualization.curves(history, args.out.replace(".svg", "_curves.svg"),
                                      title=f"{net}, lr {args.lr}, batch {args.batch_size}")
+    saved = fn.history.save(history, args.out.replace(".svg", "_history.json"))
     t_done = time.perf_counter()
     print(f"test accuracy {float(history['test_accuracy'][-1]):.4f}, test mse "
           f"{float(history['test_loss'][-1]):.4f} after {plural(args.epochs, 'epoch')}")
-    print(f"decision boundary written to {path}, loss and accuracy curves to {curves}")
+    print(f"decision boundary written to {path}, loss and accuracy curves to {curves}, "
+          f"the history to {saved}")
     print(f"time: data + compile + train {t_trained - t_start:.2f} s, "
           f"pictures {t_done - t_trained:.2f} s")
     return 0

@@ -86,6 +86,7 @@ def run(args) -> int:
                                     title=f"misclassified test images ({title})"),
         fn.visualization.filters(params[1]["w"], f"{base}_filters.svg",
                                  title="the first layer's learnt 3x3 filters"),
+        fn.history.save(history, f"{base}_history.json"),
     ]
     if args.save:
         written.append(fn.io.save(args.save, params, net, metadata={"epochs": args.epochs}))

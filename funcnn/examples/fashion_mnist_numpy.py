@@ -61,7 +61,8 @@ def run(args) -> int:
         {"train_loss": history["train_loss"], "val_loss": history["test_loss"],
          "train_accuracy": history["train_accuracy"], "val_accuracy": history["test_accuracy"]},
         args.out.replace(".svg", "_curves.svg"), title=f"{net}, recipe {args.recipe}")
-    print(f"loss and accuracy curves written to {curves}")
+    saved = fn.history.save(history, args.out.replace(".svg", "_history.json"))
+    print(f"loss and accuracy curves written to {curves}, the history to {saved}")
     if args.save:
         saved = fn.io.save(args.save, params, net, metadata={"recipe": args.recipe,
                                                              "epochs": epochs})

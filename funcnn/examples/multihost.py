@@ -86,7 +86,8 @@ def _work(args) -> int:
         flush=True)
     if me == 0:
         path = fn.visualization.curves(history, args.out, title=f"{net}, {count} processes")
-        print(f"loss and accuracy curves written to {path}", flush=True)
+        saved = fn.history.save(history, args.out.replace(".svg", "_history.json"))
+        print(f"loss and accuracy curves written to {path}, the history to {saved}", flush=True)
     jax.distributed.shutdown()                                  # waits for every process
     return 0
 

@@ -1,6 +1,6 @@
 """Pictures as SVG written by hand: the Clojure project's decision boundary, its animation
-during training, loss and accuracy curves, a confusion matrix, a grid of images and a
-convolution's filters.
+during training, loss and accuracy curves, a confusion matrix, a grid of images, a
+convolution's filters and a regression's fit.
 
 Contract: a picture is built from plain numbers (numpy arrays, dicts of them), needs no
 plotting library (every element is one line of SVG you can read, made from the primitives of
@@ -11,7 +11,8 @@ Bad arguments raise `funcnn.checks.InputError` / `InputTypeError` before anythin
 One module per concern, all drawing with `svg` (colours, frame, axes, text, the document and
 its file): `boundary` (score grid, marching squares, the decision boundary), `animated` (that
 boundary during training), `history` (loss and accuracy curves), `confusion` (confusion
-matrix), `images` (image grid, filters, the PNG encoder).
+matrix), `images` (image grid, filters, the PNG encoder), `fit` (a 1-D regression's curve
+through its data).
 """
 from funcnn.visualization.svg import BLUE, INK, ORANGE, PALETTE, RED, Picture
 from funcnn.visualization.boundary import (HEIGHT, LEFT, LEVELS, SIZE, STRENGTH, TOP, WIDTH,
@@ -21,9 +22,10 @@ from funcnn.visualization.animated import ANIMATION_LEVELS, animation
 from funcnn.visualization.history import curves
 from funcnn.visualization.confusion import confusion_matrix
 from funcnn.visualization.images import filters, image_grid, png_bytes
+from funcnn.visualization.fit import fit_curve
 
 __all__ = ["decision_boundary", "boundary_grid", "class1_score", "contour_segments",
            "boundary_svg", "score_colour", "animation", "curves", "confusion_matrix",
-           "image_grid", "filters", "png_bytes", "Picture",
+           "image_grid", "filters", "png_bytes", "fit_curve", "Picture",
            "BLUE", "ORANGE", "RED", "PALETTE", "INK", "LEVELS", "ANIMATION_LEVELS", "STRENGTH",
            "LEFT", "TOP", "SIZE", "WIDTH", "HEIGHT"]
