@@ -83,6 +83,15 @@ CASES = {   # name: (the optimizer, the same rule for the referee)
 }
 
 
+def _assert_steps_equal(opt, got, want):
+    """Every step's params (float64) equal the formula's to rtol 1e-12, leaf by leaf."""
+    for t, (g, w) in enumerate(zip(got, want, strict=True), start=1):
+        for (path, a), b in zip(jax.tree.leaves_with_path(g), jax.tree.leaves(w), strict=True):
+            assert a.dtype == jnp.float64
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15,
+                                       err_msg=f"{opt} step {t} {jax.tree_util.keystr(path)}")
+
+
 @pytest.mark.parametrize("name", CASES)
 @pytest.mark.slow
 def test_updates_match_the_textbook_formula_float64(name, x64):
@@ -90,11 +99,7 @@ def test_updates_match_the_textbook_formula_float64(name, x64):
     rng = np.random.default_rng(len(name))
     params, grads = _tree(rng), [_tree(rng) for _ in range(7)]
     got, want = _run(opt, params, grads), _reference(params=params, grads=grads, **rule)
-    for t, (g, w) in enumerate(zip(got, want, strict=True), start=1):
-        for (path, a), b in zip(jax.tree.leaves_with_path(g), jax.tree.leaves(w), strict=True):
-            assert a.dtype == jnp.float64
-            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15,
-                                       err_msg=f"{opt} step {t} {jax.tree_util.keystr(path)}")
+    _assert_steps_equal(opt, got, want)
 
 
 def test_the_referee_tells_the_variants_apart(x64):
@@ -492,11 +497,7 @@ def test_each_rule_follows_its_formula_over_200_steps_float64(name, x64):
     rng = np.random.default_rng(sum(map(ord, name)))
     params, grads = _tree(rng), [_tree(rng) for _ in range(STEPS)]
     got, want = _scan(opt, params, grads), _formula(params=params, grads=grads, **rule)
-    for t, (g, w) in enumerate(zip(got, want, strict=True), start=1):
-        for (path, a), b in zip(jax.tree.leaves_with_path(g), jax.tree.leaves(w), strict=True):
-            assert a.dtype == jnp.float64
-            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15,
-                                       err_msg=f"{opt} step {t} {jax.tree_util.keystr(path)}")
+    _assert_steps_equal(opt, got, want)
 
 
 @pytest.mark.slow
