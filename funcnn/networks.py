@@ -91,12 +91,12 @@ def network(layer, input_shape, loss: Loss) -> Network:
         raise InputTypeError(f"loss must be a loss such as funcnn.losses.mse, got "
                              f"{type(loss).__name__}")
     out = tuple(layer.shape(shape))
-    if len(out) != 1:
+    if len(out) not in (1, 2):                  # (k,), or one row per position (t, k)
         raise InputError(f"the network's output is {out} per example, but a loss compares a "
-                         f"flat output (k,) with its labels; end with Flatten() and a "
-                         f"Dense(k)")
+                         f"flat output (k,) (or a row per position, (t, k)) with its labels; "
+                         f"end with Flatten() and a Dense(k)")
     net = Network(layer, shape, loss)
-    _check_loss_fits(loss, net.output_activation, out[0])
+    _check_loss_fits(loss, net.output_activation, out[-1])
     return net
 
 

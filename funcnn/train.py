@@ -378,15 +378,15 @@ def _check_fit_args(net, params, train, test, epochs, lr, batch_size, optimizer,
         raise InputTypeError(f"probe must be a function of the params, got {probe!r}")
     if not isinstance(lr, jax.core.Tracer):     # a host scalar of the params' dtype: every lr
         lr = np.asarray(lr, dtype)              # has the same abstract type, so no recompile
-    cast = lambda ds: Dataset(jnp.asarray(ds.x, dtype), _labels_as(ds.y, dtype))
+    cast = lambda ds: Dataset(_as(ds.x, dtype), _as(ds.y, dtype))
     return cast(train), None if test is None else cast(test), lr
 
 
-def _labels_as(y, dtype):
-    """Labels in the params' dtype; integer class ids stay integers (int32)."""
-    if jnp.issubdtype(y.dtype, jnp.integer):
-        return jnp.asarray(y, jnp.int32)
-    return jnp.asarray(y, dtype)
+def _as(v, dtype):
+    """Data in the params' dtype; integers (tokens, class ids) stay integers (int32)."""
+    if jnp.issubdtype(v.dtype, jnp.integer):
+        return jnp.asarray(v, jnp.int32)
+    return jnp.asarray(v, dtype)
 
 
 def _check_batches(net, n: int, batch_size: int) -> None:

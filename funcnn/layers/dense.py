@@ -20,7 +20,8 @@ class Dense(Layer):
     """A fully connected layer, with an optional activation: DotCSV's record (W, b, act).
 
     x: f32[n, d_in] -> a = act(x W + b): f32[n, n_out]; p = {"w": f32[d_in, n_out],
-    "b": f32[n_out]}, drawn by `init` (a scheme of `funcnn.initializers`)."""
+    "b": f32[n_out]}, drawn by `init` (a scheme of `funcnn.initializers`). A sequence,
+    x: f32[n, t, d_in], is mapped at each of its t positions alike (GPT's feed-forward)."""
     n: int
     act: fmath.Activation | None = None
     init_scheme: object = initializers.glorot()
@@ -39,12 +40,13 @@ class Dense(Layer):
         return f"Dense({self.n}{'' if self.act is None else f', {self.act.name}'})"
 
     def shape(self, input_shape):
-        if len(input_shape) != 1:
-            self._fail(f"needs a flat input (d,), got {input_shape}; put Flatten() before it")
-        return (self.n,)
+        if len(input_shape) not in (1, 2):          # (d,) or a sequence (t, d); not an image
+            self._fail(f"needs a flat input (d,) (or a sequence (t, d)), got {input_shape}; "
+                       "put Flatten() before it")
+        return (*input_shape[:-1], self.n)
 
     def init(self, key, input_shape, dtype):
-        return self.init_scheme(key, input_shape[0], self.n, dtype)
+        return self.init_scheme(key, input_shape[-1], self.n, dtype)
 
     def apply(self, p, x, train=False, key=None):
         z = dense(p, x)
@@ -58,15 +60,21 @@ class Dense(Layer):
 
 
 def dense(p, x):
-    """x: f32[n, d_in], p["w"]: f32[d_in, d_out], p["b"]: f32[d_out] -> z: f32[n, d_out]."""
-    return x @ p["w"] + p["b"][None, :]           # b broadcast over the n rows
+    """x: f32[n, d_in], p["w"]: f32[d_in, d_out], p["b"]: f32[d_out] -> z: f32[n, d_out]
+    (x: f32[n, t, d_in] -> z: f32[n, t, d_out], the same map at every position)."""
+    b = p["b"].reshape(*(1,) * (x.ndim - 1), -1)  # b broadcast over the rows (and positions)
+    return x @ p["w"] + b
 
 
 def dense_vjp(p, x, g):
-    """g = dL/dz: f32[n, d_out] -> (dL/dp shaped like p, dL/dx: f32[n, d_in])."""
+    """g = dL/dz: f32[n, d_out] -> (dL/dp shaped like p, dL/dx: f32[n, d_in]); a sequence's
+    rows and positions are summed alike (x and g as [n t, d] matrices)."""
     # z = x W + b  =>  dL/dW = x^T g,  dL/db = sum over rows of g,  dL/dx = g W^T
     # (backend.copied(x.T) is x.T, only faster on a CPU: see backend.py)
-    return {"w": backend.copied(x.T) @ g, "b": g.sum(axis=0)}, g @ p["w"].T
+    dx = g @ p["w"].T
+    if x.ndim > 2:                                # [n, t, d] -> [n t, d]: every position a row
+        x, g = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
+    return {"w": backend.copied(x.T) @ g, "b": g.sum(axis=0)}, dx
 
 
 # --- shapes ----------------------------------------------------------------------------------
