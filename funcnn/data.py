@@ -6,7 +6,8 @@ images `f32[n, h, w, c]`) and `y` labels, a row per example: class ids `int[n]`,
 `f32[n, k]` (a 0/1 column for k = 1), multi-hot rows or real targets `f32[n, k]`
 (`funcnn.labels`: `label_kind` names them, the network's loss says which it reads). It is a
 NamedTuple, so it is a pytree: it passes through `jit`, `vmap` and `lax.scan` as it is. Every
-draw takes a key.
+draw takes a key. Text for a character-level model (`text`, `tiny_shakespeare`, `windows`) is
+`funcnn.text`'s, re-exported here.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from jax import lax
 from funcnn import backend, rng, sources
 from funcnn.checks import InputError, InputTypeError, integer, number
 from funcnn.labels import check_ids, describe, in_host_memory, label_kind  # noqa: F401
+from funcnn.text import Text, text, tiny_shakespeare, windows  # noqa: F401
 
 
 class Dataset(NamedTuple):

@@ -8,6 +8,11 @@ relative error of each leaf, `max |hand - auto| / scale`, and whether all are be
 `jax.vjp` of its `apply`, for the params and the input. Both print as a small table in a REPL.
 Run them after writing a new activation, loss or layer.
 
+An integer input (tokens, into an `Embedding`) is not differentiated: its cotangent is what
+`jax.vjp` gives for it, float0 zeros of its shape (`jax.dtypes.float0`), and a layer's `vjp`
+returns that as its dL/dx. check_layer checks it is one of x's shape and compares no values
+there; its report says so in a note.
+
 Trees first, then numbers: a hand gradient must be shaped like its parameters, the same tree
 (dict keys, tuple lengths) and each leaf the same shape and kind of number, before any leaf is
 compared by value. A `{"scale": ..}` for params `{"s": ..}`, a tuple for a dict or an f64[1, d]
@@ -39,6 +44,7 @@ class GradcheckReport(NamedTuple):
     rtol: float                # a leaf passes when its error is below this
     dtype: str                 # the precision the check ran in
     problems: tuple = ()       # (path, what): where the hand gradient is not shaped like params
+    notes: tuple = ()          # lines printed under the table: what was not compared, and why
 
     @property
     def passed(self) -> bool:
@@ -59,6 +65,7 @@ class GradcheckReport(NamedTuple):
             lines.append(f"  {_name(path):<{width + 6}} {e:>8.2e}  "
                          f"{'ok' if e < self.rtol else 'FAIL'}")
         lines += [f"  FAIL {_name(path)}: {what}" for path, what in self.problems]
+        lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
 
@@ -79,15 +86,19 @@ def compare(hand, auto) -> tuple[dict[str, float], tuple[tuple[str, str], ...]]:
     """(leaf path -> relative error, problems), `auto` the truth. First the trees: each place
     where `hand` is not shaped like `auto` is a problem (path, what differs), and each of
     auto's leaves there gets an error of inf; only the leaves that match in path, shape and
-    kind are compared by value, so no arithmetic ever mixes two misshapen leaves."""
+    kind are compared by value, so no arithmetic ever mixes two misshapen leaves. A float0
+    leaf (the cotangent of an integer input) has no values: matched in shape, it is left out."""
     hand, auto = jax.tree.map(np.asarray, (hand, auto))
     leaves = jax.tree.leaves(auto)
-    top = max((float(np.abs(a).max(initial=0.0)) for a in leaves), default=0.0)
+    top = max((float(np.abs(a).max(initial=0.0)) for a in leaves
+               if a.dtype != jax.dtypes.float0), default=0.0)
     errors, problems = {}, []
     for path, h, a, what in _pairs(hand, auto, ()):
         if what is not None:
             problems.append((jax.tree_util.keystr(path), what))
         for leaf_path, leaf in jax.tree_util.tree_leaves_with_path(a):
+            if what is None and leaf.dtype == jax.dtypes.float0:
+                continue                                         # nothing to compare
             errors[jax.tree_util.keystr((*path, *leaf_path))] = (
                 float("inf") if what is not None else relative_error(h, leaf, FLOOR * top))
     return errors, tuple(problems)
@@ -148,7 +159,8 @@ def _cast_batch(batch, dtype) -> Dataset:
     """x and y in `dtype`, but class ids (integer y) kept integers: they are not numbers to
     differentiate by, and a float id is refused."""
     x, y = batch
-    return Dataset(jnp.asarray(x, dtype), y if labels.is_ids(y) else jnp.asarray(y, dtype))
+    return Dataset(x if labels.is_ids(x) else jnp.asarray(x, dtype),        # tokens stay ints
+                   y if labels.is_ids(y) else jnp.asarray(y, dtype))
 
 
 def gradcheck(net, params: model.Params, batch: Dataset, w=None, *, key=None,
@@ -180,7 +192,9 @@ def check_layer(layer, input_shape, *, key=None, n: int = 3, train: bool = True,
     """One layer alone: its hand-written `vjp` against `jax.vjp` of its `apply`, for its params
     and its input, with a random cotangent g. `x` defaults to `n` normal draws of
     `input_shape`, `params` to the layer's `init`; `key` (default `jax.random.key(0)`) draws
-    them and the dropout mask. The report's `dx` row is dL/dx.
+    them and the dropout mask. The report's `dx` row is dL/dx. An integer `x` stays integers,
+    and a layer with a `vocab` (Embedding) gets tokens in [0, vocab) by default: its dL/dx must
+    be float0 zeros of x's shape, as jax.vjp's (a note in the report says dx is not compared).
 
         check_layer(Conv2D(8, (3, 3), stride=2), input_shape=(9, 9, 3))
     """
@@ -192,8 +206,13 @@ def check_layer(layer, input_shape, *, key=None, n: int = 3, train: bool = True,
         dtype = jnp.float64 if x64 else jnp.float32
         k_p, k_x, k_g, k_a = jax.random.split(key, 4)
         p = layer.init(k_p, input_shape, dtype) if params is None else _cast(params, dtype)
-        x = (jax.random.normal(k_x, (n, *input_shape), dtype) if x is None
-             else jnp.asarray(x, dtype))
+        vocab = getattr(layer, "vocab", None)
+        if x is None and isinstance(vocab, int):         # tokens, for an Embedding
+            x = jax.random.randint(k_x, (n, *input_shape), 0, vocab)
+        elif x is None:
+            x = jax.random.normal(k_x, (n, *input_shape), dtype)
+        tokens = jnp.issubdtype(jnp.asarray(x).dtype, jnp.integer)
+        x = jnp.asarray(x) if tokens else jnp.asarray(x, dtype)   # tokens are not numbers
         g = jax.random.normal(k_g, (x.shape[0], *out_shape), dtype)
         keys = L.row_keys(k_a, x.shape[0])               # one key per row, as in a network
         hand, auto = _layer_grads(layer, p, x, g, keys, train=bool(train))
@@ -202,8 +221,11 @@ def check_layer(layer, input_shape, *, key=None, n: int = 3, train: bool = True,
                                    {"dp": auto[0], "dx": auto[1]})
         errors = {_layer_path(k): v for k, v in errors.items()}
         problems = tuple((_layer_path(k), what) for k, what in problems)
+    notes = ((f"dx not compared: x is {x.dtype} (tokens), not differentiated; the vjp's dx "
+              "is float0 zeros of its shape, as jax.vjp's",)
+             if tokens and "dx" not in dict(problems) else ())
     return GradcheckReport(errors, rtol if rtol is not None else (1e-9 if x64 else 1e-4),
-                           "float64" if x64 else "float32", problems)
+                           "float64" if x64 else "float32", problems, notes)
 
 
 def _layer_path(path: str) -> str:

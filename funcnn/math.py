@@ -10,6 +10,7 @@ They are module-level values, so a network holding them hashes the same on every
 """
 from __future__ import annotations
 
+import math as _math
 from typing import Callable, NamedTuple
 
 import jax
@@ -78,4 +79,20 @@ def _log_softmax_vjp(z, a, g):
 log_softmax = Activation("log_softmax", _log_softmax, _log_softmax_vjp)
 
 
-ACTIVATIONS = {act.name: act for act in (identity, sigmoid, tanh, relu, softmax, log_softmax)}
+_C = _math.sqrt(2.0 / _math.pi)
+
+
+def _gelu(z):
+    # GPT-2's tanh approximation of z Phi(z): 0.5 z (1 + tanh(u)), u = c (z + 0.044715 z^3),
+    # c = sqrt(2/pi); tanh saturates, so it stays finite at |z| = 1000 (z^3 = 1e9 in float32)
+    return 0.5 * z * (1.0 + jnp.tanh(_C * (z + 0.044715 * z ** 3)))
+def _gelu_vjp(z, a, g):
+    # t = tanh(u), du/dz = c (1 + 3 * 0.044715 z^2)
+    #   =>  gelu'(z) = 0.5 (1 + t) + 0.5 z (1 - t^2) du/dz
+    t = jnp.tanh(_C * (z + 0.044715 * z ** 3))
+    return g * (0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * _C * (1.0 + 3 * 0.044715 * z * z))
+gelu = Activation("gelu", _gelu, _gelu_vjp)
+
+
+ACTIVATIONS = {act.name: act for act in (identity, sigmoid, tanh, relu, softmax, log_softmax,
+                                         gelu)}

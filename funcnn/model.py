@@ -58,7 +58,8 @@ def _check_layers(net) -> None:
     """Trace the network once (shapes only, nothing runs): each layer's apply must return what
     its shape() says (serial checks it, naming the layer, as it is traced)."""
     params = _param_shapes(net, jnp.float32)
-    x = jax.ShapeDtypeStruct((2, *net.input_shape), jnp.float32)
+    x = jax.ShapeDtypeStruct((2, *net.input_shape),
+                             jnp.int32 if net.layer.takes_tokens else jnp.float32)
     jax.eval_shape(lambda p, x: net.layer.apply(p, x, False, None)[0], params, x)
 
 
@@ -258,6 +259,10 @@ def _check_x_array(x, name: str) -> None:
 
 def _check_x(net, x, name: str = "x") -> None:
     _check_x_array(x, name)
+    if net.layer.takes_tokens and not jnp.issubdtype(x.dtype, jnp.integer):
+        raise InputTypeError(f"{name} must be integer tokens (the network starts with "
+                             f"{net.layer.layers[0]!r}), got {x.dtype}; encode text with "
+                             "funcnn.data.text(path).encode, or pass x.astype(np.int32)")
     shape = tuple(net.input_shape)
     if getattr(x, "ndim", None) != 1 + len(shape):
         raise InputError(f"{name} must be a {1 + len(shape)}-D array [n, "

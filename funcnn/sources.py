@@ -1,4 +1,5 @@
-"""Where the IDX data sets come from: Fashion-MNIST and MNIST found on disk, fetched, loaded.
+"""Where the data sets come from: Fashion-MNIST and MNIST found on disk, fetched, loaded; tiny
+Shakespeare found and fetched here, read as text by `funcnn.text`.
 
 Contract: `find` returns the first directory holding a data set's files or raises
 `FileNotFoundError` saying where it looked and how to get the data; `fetch` downloads a
@@ -40,6 +41,16 @@ FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/
 SYSTEM_DIRS = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}  # Debian's package
 APT_PACKAGES = {"fashion-mnist": "dataset-fashion-mnist"}
 
+# char-rnn's tiny Shakespeare: 1,115,394 bytes, 65 distinct characters. The address is the one
+# nanoGPT's data/shakespeare_char/prepare.py downloads, less the file name.
+TINY_SHAKESPEARE_URL = ("https://raw.githubusercontent.com/karpathy/char-rnn/master/data/"
+                        "tinyshakespeare/")
+TINY_SHAKESPEARE_SHA256 = {
+    "input.txt": "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"}
+DOWNLOAD_CALLS = {   # what fetches a data set, for the message of a search that failed
+    "fashion-mnist": "load_fashion_mnist(download=True), or the command-line flag --download",
+    "tinyshakespeare": "funcnn.data.tiny_shakespeare(download=True)"}
+
 
 # --- where the files are -----------------------------------------------------------------------
 
@@ -49,8 +60,8 @@ def cache_dir(name: str) -> Path:
     return Path(root) / "funcnn" / name
 
 
-def find(name: str, files=FILES, path=None) -> Path:
-    """The first directory holding all of `files` (each as `x.gz` or `x`).
+def find(name: str, files=FILES, path=None, *, gz: bool = True) -> Path:
+    """The first directory holding all of `files` (each as `x.gz` or `x`; only `x` if not `gz`).
 
     With `path`, only `path`: a path that lacks a file is an error, never skipped. Otherwise, in
     order: $FUNCNN_DATA, $FUNCNN_DATA/<name>, the system directory (`SYSTEM_DIRS`, Debian's for
@@ -71,33 +82,31 @@ def find(name: str, files=FILES, path=None) -> Path:
             places.append(("the system directory", SYSTEM_DIRS[name]))
         places.append(("the user cache", cache_dir(name)))
     for label, where in places:
-        missing = [f for f in files if _locate(where, f) is None]
+        missing = [f for f in files if _locate(where, f, gz) is None]
         if not missing:
             return where
         lack = "no such directory" if not where.is_dir() else "missing " + ", ".join(
-            f + "(.gz)" for f in missing)
+            f + "(.gz)" * gz for f in missing)
         searched.append(f"{label} {where}: {lack}")
-    raise FileNotFoundError(_how_to_get(name, files, searched))
+    raise FileNotFoundError(_how_to_get(name, files, searched, gz))
 
 
-def _locate(where: Path, f: str) -> Path | None:
-    for candidate in (where / (f + ".gz"), where / f):
+def _locate(where: Path, f: str, gz: bool = True) -> Path | None:
+    for candidate in (where / (f + ".gz"), where / f) if gz else (where / f,):
         if candidate.is_file():
             return candidate
     return None
 
 
-def _how_to_get(name: str, files, searched: list[str]) -> str:
+def _how_to_get(name: str, files, searched: list[str], gz: bool = True) -> str:
     ways = []
     if name in APT_PACKAGES:
         ways.append(f"sudo apt-get install {APT_PACKAGES[name]}   (Debian/Ubuntu: installs "
                     f"{SYSTEM_DIRS[name]})")
     if _source(name)[0] is not None:
-        loader = "load_" + name.replace("-", "_")
-        ways.append(f"{loader}(download=True), or the command-line flag --download   "
-                    f"(fetches into {cache_dir(name)}, SHA-256 checked)")
-    ways.append(f"put the files ({', '.join(files)}; gzipped or not) in a directory and "
-                f"pass path=that directory, or set FUNCNN_DATA to it")
+        ways.append(f"{DOWNLOAD_CALLS[name]}   (fetches into {cache_dir(name)}, SHA-256 checked)")
+    ways.append(f"put the files ({', '.join(files)}{'; gzipped or not' * gz}) in a directory "
+                f"and pass path=that directory, or set FUNCNN_DATA to it")
     return (f"{name} data not found. Searched, in order:\n  " + "\n  ".join(searched)
             + "\nGet it with one of:\n  " + "\n  ".join(ways))
 
@@ -105,9 +114,12 @@ def _how_to_get(name: str, files, searched: list[str]) -> str:
 # --- downloads -----------------------------------------------------------------------------------
 
 def _source(name: str) -> tuple[str | None, dict | None]:
-    """(base_url, {file name as served: SHA-256 of its IDX bytes}) for a known data set."""
+    """(base_url, {file name as served: SHA-256 of its bytes, after gunzip}) for a known data
+    set."""
     if name == "fashion-mnist":
         return FASHION_MNIST_URL, {f + ".gz": h for f, h in FASHION_MNIST_SHA256.items()}
+    if name == "tinyshakespeare":
+        return TINY_SHAKESPEARE_URL, dict(TINY_SHAKESPEARE_SHA256)
     return None, None
 
 

@@ -5,11 +5,11 @@ result is judged against the float64 truth within `float32_bound`, derived below
 Compiling is most of the suite's time (hundreds of small programs, each run once), so the
 suite compiles as funcnn's small examples do (`funcnn.backend.quick_compile`: no LLVM
 optimisation, XLA's older fusion emitters; 2.3x less time for the gradient checks) and keeps
-one compilation cache for the run. What a test checks does not depend on either: the float32
-bounds below hold for any order of summation, and the bitwise checks compare two runs of one
-build. The few tests that compute much (4,000 shuffles, a CNN's epochs, the multi-process runs)
-compile as a user's run does: `XLA_DEFAULTS` per program, or `environ_of_a_user()` for a
-process they start. `FUNCNN_TEST_XLA_DEFAULTS=1 pytest` runs the whole suite with XLA's
+a compilation cache for the run (a program another test built is not compiled again). What a
+test checks depends on neither: the float32 bounds below hold for any order of summation, and
+the bitwise checks compare two runs of one build. The few tests that compute much (4,000
+shuffles, a CNN's epochs, the multi-process runs) compile as a user's run does: `XLA_DEFAULTS`
+per program, or `environ_of_a_user()` for a process they start. `FUNCNN_TEST_XLA_DEFAULTS=1 pytest` runs the whole suite with XLA's
 defaults (about twice as long).
 """
 import os
@@ -27,7 +27,7 @@ EPS32 = 2.0 ** -23      # float32's epsilon, the gap from 1 to the next float32;
 # XLA's own defaults for the flags quick_compile changes: jax.jit(f, compiler_options=...)
 XLA_DEFAULTS = {"xla_backend_optimization_level": 3, "xla_cpu_use_fusion_emitters": True}
 _USER_FLAGS = "FUNCNN_TEST_USER_XLA_FLAGS"     # XLA_FLAGS as the user set them, for children
-_CACHE = "FUNCNN_TEST_COMPILATION_CACHE"       # the run's cache, shared by xdist's workers
+_CACHE = "FUNCNN_TEST_COMPILATION_CACHE"       # the run's cache (a folder per xdist worker)
 
 
 def pytest_configure(config):
@@ -38,7 +38,10 @@ def pytest_configure(config):
     if _CACHE not in os.environ:                              # the first process of the run
         os.environ[_CACHE] = tempfile.mkdtemp(prefix="funcnn-tests-xla-")
         config._funcnn_owns_cache = True
-    jax.config.update("jax_compilation_cache_dir", os.environ[_CACHE])
+    # a folder per worker process: JAX writes an entry non-atomically, and a worker reading
+    # another's half-written entry recompiles with a warning
+    jax.config.update("jax_compilation_cache_dir",
+                      os.path.join(os.environ[_CACHE], os.environ.get("PYTEST_XDIST_WORKER", "0")))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)   # every program
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
     jax.config.update("jax_debug_key_reuse", True)          # a key used twice fails the test

@@ -9,7 +9,7 @@ from jax.test_util import check_vjp
 import funcnn as fn
 
 ACTS = [fn.math.identity, fn.math.sigmoid, fn.math.tanh, fn.math.relu, fn.math.softmax,
-        fn.math.log_softmax]
+        fn.math.log_softmax, fn.math.gelu]
 
 
 def _z_and_g(keys, dtype, scale=3.0):

@@ -2,7 +2,8 @@
 
 Contract (stax's layer, with CS231n's cache). A layer is a frozen, hashable description: sizes
 and choices, never numbers, so a network of layers is a static argument of `jit`. Shapes are
-per example (no batch axis); data are NHWC (`x: f32[n, h, w, c]`), convolution kernels HWIO.
+per example (no batch axis); data are NHWC (`x: f32[n, h, w, c]`), convolution kernels HWIO,
+sequences `x: f32[n, t, d]` (tokens `int32[n, t]` into an Embedding).
 - `shape(input_shape) -> output_shape`: plain Python; raises `InputError` naming the layer.
 - `init(key, input_shape, dtype) -> p`: the layer's numbers, a dict of arrays (`()` if none).
 - `apply(p, x, train, key) -> (y, cache)`: the forward pass; the cache is exactly what the
@@ -10,7 +11,8 @@ per example (no batch axis); data are NHWC (`x: f32[n, h, w, c]`), convolution k
   row, `key[n]` (`row_keys` splits a single key so): row i draws from key[i] alone, so its
   draw is the same whatever rows share its batch, in one piece, in several, or on a mesh.
 - `vjp(p, cache, g) -> (dL/dp shaped like p, dL/dx)`: pulls g = dL/dy back one layer. `serial`
-  refuses a dL/dp of another tree or leaf shape than p, naming the layer.
+  refuses a dL/dp of another tree or leaf shape than p, naming the layer. An integer x (tokens)
+  is not differentiated: its dL/dx is float0 zeros of its shape, as `jax.vjp` gives.
 - `update_state(p, p_new, cache) -> p_new`: state that moves without a gradient. BatchNorm's
   running mean and variance live in its params beside gamma and beta (as PyTorch keeps its
   buffers in the `state_dict`); their gradient is zero, and after each training step `fit`
@@ -35,7 +37,8 @@ One module per kind of layer, in reading order: `base` (the protocol above, and 
 as a layer), `dense` (Dense, Flatten, Reshape), `windows` (the patches a convolution or a pool
 reads, and their VJP), `conv` (Conv2D, the patch product), `winograd` (its fast 3x3
 formulation), `xla_conv` (XLA's, for a GPU), `pool` (MaxPool2D, AvgPool2D), `dropout`, `norm`
-(BatchNorm, LayerNorm), `compose` (Residual, serial).
+(BatchNorm, LayerNorm), `embedding` (Embedding, PositionalEmbedding), `attention`
+(CausalSelfAttention), `compose` (Residual, serial).
 """
 from funcnn.layers.base import Act, Layer, as_layer, row_keys
 from funcnn.layers.dense import Dense, Flatten, Reshape, dense, dense_vjp
@@ -44,8 +47,11 @@ from funcnn.layers.conv import Conv2D
 from funcnn.layers.pool import AvgPool2D, MaxPool2D
 from funcnn.layers.dropout import Dropout
 from funcnn.layers.norm import BatchNorm, LayerNorm
+from funcnn.layers.embedding import Embedding, PositionalEmbedding
+from funcnn.layers.attention import CausalSelfAttention
 from funcnn.layers.compose import Residual, Serial, serial
 
 __all__ = ["Layer", "Act", "as_layer", "row_keys", "Dense", "dense", "dense_vjp", "Flatten",
-           "Reshape", "patches", "patches_vjp", "Conv2D", "MaxPool2D", "AvgPool2D", "Dropout", "BatchNorm",
-           "LayerNorm", "Residual", "Serial", "serial"]
+           "Reshape", "patches", "patches_vjp", "Conv2D", "MaxPool2D", "AvgPool2D", "Dropout",
+           "BatchNorm", "LayerNorm", "Embedding", "PositionalEmbedding", "CausalSelfAttention",
+           "Residual", "Serial", "serial"]

@@ -21,6 +21,7 @@ class Layer:
     needs_key = False                    # does apply(train=True) draw random numbers?
     independent_rows = False             # is row i's output a function of row i alone?
     weighs_rows = False                  # does apply(train=True) take the rows' weights w=?
+    takes_tokens = False                 # does apply take integer tokens (not numbers) as x?
 
     def init(self, key, input_shape, dtype):
         del key, input_shape, dtype

@@ -86,6 +86,10 @@ class Serial(Layer):
     def weighs_rows(self):
         return any(layer.weighs_rows for layer in self.layers)
 
+    @cached_property
+    def takes_tokens(self):                     # the first layer reads the network's input
+        return bool(self.layers) and self.layers[0].takes_tokens
+
     def shapes(self, input_shape) -> list:
         """Each layer's output shape, in order; an InputError names the layer that fails."""
         out, shape = [], tuple(input_shape)

@@ -1,0 +1,136 @@
+"""CausalSelfAttention: GPT-2's multi-head attention, its VJP by hand, the softmax's included.
+
+The layer contract is stated once, in funcnn/layers/__init__.py. Shapes: x: f32[n, t, d],
+H heads of width e = d / H; a head's arrays are [n, H, t, e], its scores [n, H, t, t].
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from funcnn import backend
+from funcnn.checks import InputError, integer, number
+from funcnn.layers.base import Layer, row_keys
+
+STD = 0.02                    # GPT-2's init of c_attn and c_proj: w ~ N(0, 0.02^2), b = 0
+
+
+@dataclass(frozen=True)
+class CausalSelfAttention(Layer):
+    """Multi-head self-attention in which position i sees positions j <= i (GPT-2's, nanoGPT's
+    `CausalSelfAttention`): x: f32[n, t, d] -> y: f32[n, t, d], with
+
+        [q, k, v] = x W_qkv + b_qkv          q, k, v in that order along the last axis
+        S = q_h k_h^T / sqrt(e)              head h: columns h e .. (h + 1) e of each, e = d / H
+        P = softmax(S + M)                   M[i, j] = 0 if j <= i else -inf (the causal mask)
+        O_h = P v_h,  y = [O_1 .. O_H] W_out + b_out
+
+    p = {"w_qkv": f32[d, 3d], "b_qkv": f32[3d], "w_out": f32[d, d], "b_out": f32[d]}: nanoGPT's
+    c_attn and c_proj transposed (x W here, x W^T in torch.nn.Linear), so a checkpoint maps
+    array to array; drawn as GPT-2's, w ~ N(0, 0.02^2) and b = 0. `dropout` drops attention
+    weights (entries of P, scaled by 1 / (1 - dropout)) in training, row i's mask from row
+    i's key, as `Dropout` does. d must be a multiple of heads."""
+    heads: int
+    dropout: float = 0.0
+    independent_rows = True              # positions mix within a row, never across rows
+
+    def __post_init__(self):
+        object.__setattr__(self, "heads", integer("CausalSelfAttention(heads)", self.heads, 1))
+        rate = number("CausalSelfAttention(dropout)", self.dropout)
+        if not 0.0 <= rate < 1.0:
+            raise InputError(f"CausalSelfAttention(dropout) must be in [0, 1): the probability "
+                             f"of dropping an attention weight, got {rate}")
+        object.__setattr__(self, "dropout", rate)
+
+    @property
+    def needs_key(self):
+        return self.dropout > 0
+
+    def __repr__(self):
+        return (f"CausalSelfAttention({self.heads} heads"
+                f"{f', dropout {self.dropout:g}' if self.dropout else ''})")
+
+    def shape(self, input_shape):
+        if len(input_shape) != 2:
+            self._fail(f"needs sequences of vectors (t, d), got {input_shape}")
+        if input_shape[1] % self.heads:
+            self._fail(f"heads = {self.heads} does not divide the width d = {input_shape[1]}: "
+                       "each head takes d / heads columns of q, k and v")
+        return input_shape
+
+    def workspace(self, input_shape):
+        t, d = input_shape
+        return 5 * t * d + 2 * self.heads * t * t              # q, k, v, O, y; S and P
+
+    def init(self, key, input_shape, dtype):
+        d = input_shape[-1]
+        k_qkv, k_out = jax.random.split(key)
+        return {"w_qkv": STD * jax.random.normal(k_qkv, (d, 3 * d), dtype),
+                "b_qkv": jnp.zeros(3 * d, dtype),
+                "w_out": STD * jax.random.normal(k_out, (d, d), dtype),
+                "b_out": jnp.zeros(d, dtype)}
+
+    def _split(self, a):
+        """f32[n, t, d] -> f32[n, H, t, e]: head h is columns h e .. (h + 1) e."""
+        n, t, d = a.shape
+        return a.reshape(n, t, self.heads, d // self.heads).transpose(0, 2, 1, 3)
+
+    def apply(self, p, x, train=False, key=None):
+        n, t, d = x.shape
+        qkv = _linear(x, p["w_qkv"], p["b_qkv"])                       # [n, t, 3d]
+        q, k, v = (self._split(qkv[..., i * d:(i + 1) * d]) for i in range(3))
+        s = jnp.einsum("nhie,nhje->nhij", q, k) / math.sqrt(d // self.heads)
+        causal = jnp.tril(jnp.ones((t, t), bool))                      # j <= i
+        s = jnp.where(causal[None, None], s, -jnp.inf)
+        s = s - s.max(axis=-1, keepdims=True)                          # the diagonal: finite
+        e = jnp.exp(s)
+        prob = e / e.sum(axis=-1, keepdims=True)                       # P = softmax(S + M)
+        drop = None
+        if train and self.dropout > 0:                                 # P_d = P m / (1 - rate)
+            draw = lambda r: jax.random.bernoulli(r, 1.0 - self.dropout, (self.heads, t, t))
+            keep = jax.vmap(draw)(row_keys(key, n))                    # row i's from key[i]
+            drop = jnp.where(keep, 1.0 / (1.0 - self.dropout), 0.0).astype(x.dtype)
+        used = prob if drop is None else prob * drop
+        o = jnp.einsum("nhij,nhje->nhie", used, v)                     # O_h = P v_h
+        o = o.transpose(0, 2, 1, 3).reshape(n, t, d)                   # heads side by side
+        return _linear(o, p["w_out"], p["b_out"]), (x, q, k, v, prob, drop, used, o)
+
+    def vjp(self, p, cache, g):
+        x, q, k, v, prob, drop, used, o = cache
+        n, t, d = x.shape
+        # y = O W_out + b_out  =>  dW_out = O^T g, db_out = sum of g, dO = g W_out^T
+        dp_out, do = _linear_vjp(o, p["w_out"], g)
+        do = self._split(do)                                           # [n, H, t, e]
+        # O = P_d v  =>  dP_d = dO v^T,  dv = P_d^T dO;  P_d = P m / (1 - rate): dP = dP_d m ..
+        dprob = jnp.einsum("nhie,nhje->nhij", do, v)
+        dv = jnp.einsum("nhij,nhie->nhje", used, do)
+        if drop is not None:
+            dprob = dprob * drop
+        # P = softmax(S) row by row  =>  dS = P * (dP - rowsum(dP * P)); a masked entry has
+        # P = 0, so dS = 0 there: the mask needs no VJP of its own
+        ds = prob * (dprob - (dprob * prob).sum(axis=-1, keepdims=True))
+        ds = ds / math.sqrt(d // self.heads)                           # S = q k^T / sqrt(e)
+        dq = jnp.einsum("nhij,nhje->nhie", ds, k)                      # dq = dS k
+        dk = jnp.einsum("nhij,nhie->nhje", ds, q)                      # dk = dS^T q
+        merge = lambda a: a.transpose(0, 2, 1, 3).reshape(n, t, d)
+        dqkv = jnp.concatenate([merge(dq), merge(dk), merge(dv)], axis=-1)   # [n, t, 3d]
+        # [q, k, v] = x W_qkv + b_qkv  =>  dW_qkv = x^T dqkv, db_qkv = sum, dx = dqkv W_qkv^T
+        dp_qkv, dx = _linear_vjp(x, p["w_qkv"], dqkv)
+        return {"w_qkv": dp_qkv["w"], "b_qkv": dp_qkv["b"],
+                "w_out": dp_out["w"], "b_out": dp_out["b"]}, dx
+
+
+def _linear(x, w, b):
+    """x: f32[n, t, a] -> x W + b: f32[n, t, b] at every position alike."""
+    return x @ w + b[None, None, :]
+
+
+def _linear_vjp(x, w, g):
+    """g = dL/dz of z = x W + b, all f32[n, t, .] -> ({"w": x^T g, "b": sum of g}, g W^T), the
+    sums over every row and position (x^T g as one product over the n t vectors)."""
+    a, b = w.shape
+    x2, g2 = x.reshape(-1, a), g.reshape(-1, b)
+    return {"w": backend.copied(x2.T) @ g2, "b": g2.sum(axis=0)}, g @ w.T
