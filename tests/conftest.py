@@ -9,8 +9,8 @@ a compilation cache for the run (a program another test built is not compiled ag
 test checks depends on neither: the float32 bounds below hold for any order of summation, and
 the bitwise checks compare two runs of one build. The few tests that compute much (4,000
 shuffles, a CNN's epochs, the multi-process runs) compile as a user's run does: `XLA_DEFAULTS`
-per program, or `environ_of_a_user()` for a process they start. `FUNCNN_TEST_XLA_DEFAULTS=1 pytest` runs the whole suite with XLA's
-defaults (about twice as long).
+per program, or `environ_of_a_user()` for a process they start. `FUNCNN_TEST_XLA_DEFAULTS=1
+pytest` runs the whole suite with XLA's defaults (about twice as long).
 """
 import os
 import shutil
