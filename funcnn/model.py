@@ -348,3 +348,6 @@ def probabilities(net, out):
         return out
     e = xp.exp(out - out.max(axis=-1, keepdims=True))            # softmax, shifted: no overflow
     return e / e.sum(axis=-1, keepdims=True)
+
+
+from funcnn.sampling import generate  # noqa: E402,F401 (fn.model.generate; sampling uses model)

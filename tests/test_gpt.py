@@ -52,8 +52,70 @@ def test_a_gpt_learns_the_next_character_of_a_text(tmp_path):
     net = _gpt(vocab=len(text.vocab))
     x, y = fn.data.windows(jax.random.key(3), text.train, 256, 8)
     params, hist = fn.train.fit(jax.random.key(4), net, fn.model.init(jax.random.key(5), net),
-                                (x, y), epochs=8, batch_size=32,
+                                (x, y), epochs=30, batch_size=32,
                                 optimizer=fn.optim.adamw(3e-3, weight_decay=0.1), verbose=False)
     first, last = float(hist["train_loss"][0]), float(hist["train_loss"][-1])
     assert last < 0.5 * first, (first, last)           # a repeated sentence is learnt
     assert float(hist["train_accuracy"][-1]) > 0.8
+    said = fn.model.generate(jax.random.key(6), net, params, text.encode("the c"), 19, top_k=1)
+    assert text.decode(said) == "the cat sat on the mat. "                # and said again
+
+
+def _greedy_reference(net, params, prompt, n_new, pad):
+    """Greedy decoding, one forward per token in plain Python: the last t tokens, padded on
+    the right with `pad` while fewer are known (a causal network never reads them)."""
+    t, tokens = net.input_shape[0], list(np.asarray(prompt))
+    for _ in range(n_new):
+        window = tokens[-t:]
+        x = np.array([window + [pad] * (t - len(window))], np.int32)
+        logits = np.asarray(fn.model.forward(net, params, x))[0]
+        tokens.append(int(np.argmax(logits[len(window) - 1])))
+    return np.array(tokens)
+
+
+@pytest.mark.slow
+def test_generate_is_the_greedy_loop_when_only_the_top_token_is_kept(compiles):
+    net = _gpt()
+    params = fn.model.init(jax.random.key(6), net)
+    params = jax.tree.map(lambda v: v if v.ndim < 2 else v * 25, params)   # peaked logits
+    prompt = np.array([3, 1, 4], np.int32)
+    got = fn.model.generate(jax.random.key(7), net, params, prompt, 12, top_k=1)
+    assert got.shape == (15,) and got.dtype == jnp.int32
+    np.testing.assert_array_equal(got[:3], prompt)                 # the prompt comes first
+    # 3 + 12 tokens pass the context of 8: the window slides; the padding is never read
+    np.testing.assert_array_equal(got, _greedy_reference(net, params, prompt, 12, pad=5))
+    before = compiles()
+    again = fn.model.generate(jax.random.key(8), net, params, np.array([2, 7, 1]), 12, top_k=1)
+    assert compiles() == before                                     # one compile per shape
+    np.testing.assert_array_equal(again, _greedy_reference(net, params, [2, 7, 1], 12, pad=0))
+
+
+@pytest.mark.slow
+def test_generate_samples_by_key_within_the_vocabulary():
+    net = _gpt()
+    params = fn.model.init(jax.random.key(9), net)
+    draw = lambda seed, **kw: np.asarray(fn.model.generate(                 # noqa: E731
+        jax.random.key(seed), net, params, np.array([0]), 40, **kw))
+    a, b, c = draw(1), draw(1), draw(2)
+    np.testing.assert_array_equal(a, b)                             # same key, same text
+    assert (a != c).any() and a.min() >= 0 and a.max() < 11
+    assert len(set(draw(3, top_k=2)[1:])) <= 11                     # runs with top_k
+    cold = draw(4, temperature=1e-3)
+    np.testing.assert_array_equal(cold, draw(5, temperature=1e-3))  # cold: the argmax
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(prompt=np.array([0.5])), r"prompt must be a non-empty 1-D array of integer tokens"),
+    (dict(prompt=np.zeros(0, np.int32)), r"prompt must be a non-empty"),
+    (dict(prompt=np.array([11])), r"prompt holds token 11 at 0, outside .*\[0, 11\)"),
+    (dict(n_new=0), r"n_new"),
+    (dict(top_k=12), r"top_k must be at most the vocabulary's size 11"),
+    (dict(temperature=0.0), r"temperature"),
+])
+def test_bad_generate_arguments_are_refused(kwargs, match):
+    net = _gpt()
+    params = fn.model.init(jax.random.key(0), net)
+    args = {"prompt": np.array([1, 2]), "n_new": 3, **kwargs}
+    with pytest.raises((fn.checks.InputError, fn.checks.InputTypeError), match=match):
+        fn.model.generate(jax.random.key(1), net, params, args.pop("prompt"), args.pop("n_new"),
+                          **args)
