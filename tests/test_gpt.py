@@ -119,3 +119,28 @@ def test_bad_generate_arguments_are_refused(kwargs, match):
     with pytest.raises((fn.checks.InputError, fn.checks.InputTypeError), match=match):
         fn.model.generate(jax.random.key(1), net, params, args.pop("prompt"), args.pop("n_new"),
                           **args)
+
+
+@pytest.mark.slow
+def test_the_shakespeare_char_command_trains_evaluates_samples_and_saves(tmp_path, monkeypatch,
+                                                                         capsys):
+    from test_text import SHAKESPEARE, SHARED_DATA
+    if not SHAKESPEARE.is_file():
+        pytest.skip(f"the shared copy of tiny Shakespeare is not at {SHAKESPEARE}")
+    from funcnn.__main__ import main
+    monkeypatch.setenv("FUNCNN_DATA", str(SHARED_DATA))
+    out = tmp_path / "gpt.svg"
+    assert main(["shakespeare-char", "--steps", "30", "--eval-every", "15", "--layers", "1",
+                 "--heads", "2", "--width", "16", "--context", "16", "--sample", "40",
+                 "--warmup", "5", "--lr", "1e-2",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    lines = [l for l in printed.splitlines() if l.startswith("step ")]
+    assert [l.split()[1] for l in lines] == ["15/30", "30/30"]
+    val = [float(l.split("val loss ")[1].split()[0]) for l in lines]
+    assert val[-1] < val[0] and val[-1] < np.log(65)        # it learns (chance: 4.17)
+    assert "bits per character" in lines[-1] and "tokens/s" in lines[-1]
+    assert len(printed.split("sample:\n")[1].split("written:")[0]) >= 40
+    net = fn.io.load_network(tmp_path / "gpt.npz")
+    assert net.output_shape == (16, 65) and out.exists()
+    assert (tmp_path / "gpt_history.json").exists()

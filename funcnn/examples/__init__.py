@@ -6,8 +6,9 @@ run is a short script of funcnn calls, in the original's flow: data -> model -> 
 metrics -> pictures in images/.
 """
 from funcnn.examples import (circles, clusters, fashion_cnn, fashion_mnist_numpy, multihost,
-                             regression, sequential)
+                             regression, sequential, shakespeare_char)
 
 EXAMPLES = {"clusters": clusters, "circles": circles,
             "fashion-mnist-numpy": fashion_mnist_numpy, "sequential": sequential,
-            "fashion-cnn": fashion_cnn, "multihost": multihost, "regression": regression}
+            "fashion-cnn": fashion_cnn, "multihost": multihost, "regression": regression,
+            "shakespeare-char": shakespeare_char}
