@@ -103,7 +103,8 @@ def run(args) -> int:
         print("sample:\n" + text.decode(said[1:]))
     curves = fn.visualization.curves({"train_loss": np.array(history["train_loss"]),
                                       "val_loss": np.array(history["val_loss"])}, args.out,
-                                     title=f"GPT on tiny Shakespeare, {args.steps} steps")
+                                     title=f"GPT on tiny Shakespeare, {args.steps} steps",
+                                     x=np.array(history["step"]), x_label="step")
     saved_history = fn.history.save(history, args.out.replace(".svg", "_history.json"))
     checkpoint = fn.io.save(args.save or args.out.replace(".svg", ".npz"), params, net,
                             metadata={"steps": args.steps, "val_loss": history["val_loss"][-1]})
