@@ -12,8 +12,9 @@ import jax
 import jax.numpy as jnp
 
 from funcnn import backend
-from funcnn.checks import InputError, integer, number
+from funcnn.checks import integer
 from funcnn.layers.base import Layer, row_keys
+from funcnn.layers.dropout import check_rate
 
 STD = 0.02                    # GPT-2's init of c_attn and c_proj: w ~ N(0, 0.02^2), b = 0
 
@@ -39,11 +40,8 @@ class CausalSelfAttention(Layer):
 
     def __post_init__(self):
         object.__setattr__(self, "heads", integer("CausalSelfAttention(heads)", self.heads, 1))
-        rate = number("CausalSelfAttention(dropout)", self.dropout)
-        if not 0.0 <= rate < 1.0:
-            raise InputError(f"CausalSelfAttention(dropout) must be in [0, 1): the probability "
-                             f"of dropping an attention weight, got {rate}")
-        object.__setattr__(self, "dropout", rate)
+        object.__setattr__(self, "dropout", check_rate("CausalSelfAttention(dropout)",
+                                                       self.dropout, "an attention weight"))
 
     @property
     def needs_key(self):

@@ -15,6 +15,15 @@ from funcnn.layers.base import Layer, row_keys
 
 # --- dropout ---------------------------------------------------------------------------------
 
+def check_rate(name: str, rate, what: str) -> float:
+    """A dropout rate: a number in [0, 1), the probability of dropping `what`."""
+    rate = number(f"{name}: the probability of dropping {what}", rate)
+    if not 0.0 <= rate < 1.0:
+        raise InputError(f"{name} must be in [0, 1): the probability of dropping {what} (0.5 "
+                         f"drops half), got {rate}")
+    return rate
+
+
 @dataclass(frozen=True)
 class Dropout(Layer):
     """Drops each unit with probability `rate` in training (as PyTorch and Keras mean it; stax's
@@ -26,11 +35,7 @@ class Dropout(Layer):
     independent_rows = True              # row i's mask comes from row i's key
 
     def __init__(self, rate):
-        rate = number("Dropout(rate): the probability of dropping a unit", rate)
-        if not 0.0 <= rate < 1.0:
-            raise InputError(f"Dropout(rate) must be in [0, 1): the probability of dropping a "
-                             f"unit (0.5 drops half), got {rate}")
-        object.__setattr__(self, "rate", rate)
+        object.__setattr__(self, "rate", check_rate("Dropout(rate)", rate, "a unit"))
 
     @property
     def needs_key(self):
