@@ -144,3 +144,83 @@ def test_the_shakespeare_char_command_trains_evaluates_samples_and_saves(tmp_pat
     net = fn.io.load_network(tmp_path / "gpt.npz")
     assert net.output_shape == (16, 65) and out.exists()
     assert (tmp_path / "gpt_history.json").exists()
+
+
+def _reference_gpt(params, x, heads):
+    """GPT-2's forward written again in plain jnp, from the same params (llm.c's test against
+    PyTorch, here against this): no funcnn layer is called."""
+    emb, pos, *blocks, ln_f, head = params
+
+    def layer_norm(p, v, eps=1e-5):
+        mu = v.mean(-1, keepdims=True)
+        var = ((v - mu) ** 2).mean(-1, keepdims=True)
+        return p["gamma"] * (v - mu) / jnp.sqrt(var + eps) + p["beta"]
+
+    def attention(p, v):
+        n, t, d = v.shape
+        q, k, val = jnp.split(v @ p["w_qkv"] + p["b_qkv"], 3, axis=-1)
+        split = lambda a: a.reshape(n, t, heads, d // heads).transpose(0, 2, 1, 3)  # noqa: E731
+        q, k, val = split(q), split(k), split(val)
+        scores = q @ k.transpose(0, 1, 3, 2) / jnp.sqrt(d // heads)
+        scores = jnp.where(jnp.tril(jnp.ones((t, t), bool)), scores, -jnp.inf)
+        out = jax.nn.softmax(scores, axis=-1) @ val                  # [n, heads, t, d/heads]
+        return out.transpose(0, 2, 1, 3).reshape(n, t, d) @ p["w_out"] + p["b_out"]
+
+    h = emb["w"][x] + pos["w"][:x.shape[1]]
+    for (ln1, attn), (ln2, fc, proj) in blocks:
+        h = h + attention(attn, layer_norm(ln1, h))
+        h = h + jax.nn.gelu(layer_norm(ln2, h) @ fc["w"] + fc["b"], approximate=True) \
+            @ proj["w"] + proj["b"]
+    return layer_norm(ln_f, h) @ head["w"] + head["b"]
+
+
+def _reference(params, x, heads):
+    with jax.numpy_rank_promotion("allow"):     # plain jnp broadcasting, as written above
+        return _reference_gpt(params, x, heads)
+
+
+def _reference_loss(params, x, y, heads):
+    log_p = jax.nn.log_softmax(_reference(params, x, heads), axis=-1)
+    return -jnp.take_along_axis(log_p, y[..., None], axis=-1).mean()
+
+
+@pytest.mark.slow
+def test_a_gpt_is_the_plain_jnp_gpt_forward_backward_and_ten_adamw_steps(x64):
+    """llm.c's parity test: the same weights in funcnn's GPT and in a GPT written in plain jnp
+    inside this test give the same logits, loss and gradients, then the same losses over 10
+    AdamW steps on one batch (the reference's steps by jax.grad and its own AdamW)."""
+    net = _gpt()
+    k_p, k_x, k_y = jax.random.split(jax.random.key(11), 3)
+    params = fn.model.init(k_p, net, jnp.float64)
+    params = jax.tree.map(lambda v: v if v.ndim < 2 else v * 25, params)   # sharper softmax
+    x = jax.random.randint(k_x, (4, 8), 0, 11)
+    y = jax.random.randint(k_y, (4, 8), 0, 11)
+    np.testing.assert_allclose(fn.model.forward(net, params, x), _reference(params, x, 2),
+                               rtol=1e-12, atol=1e-12)
+    loss, grads, _ = fn.model.value_and_grads(net, params, (x, y))
+    ref_loss, ref_grads = jax.value_and_grad(_reference_loss)(params, x, y, 2)
+    np.testing.assert_allclose(loss, ref_loss, rtol=1e-13)
+    first = loss
+    scale = max(float(jnp.abs(g).max()) for g in jax.tree.leaves(ref_grads))
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(ref_grads), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12 * scale)
+    # 10 AdamW steps: funcnn's (hand gradients, fn.optim.adamw) and the reference's (jax.grad,
+    # AdamW written out: m, v, bias corrections, decoupled decay), loss by loss
+    opt = fn.optim.adamw(1e-2, b1=0.9, b2=0.99, eps=1e-8, weight_decay=0.1)
+    state, p_ref = opt.init(params), params
+    m = v = jax.tree.map(jnp.zeros_like, params)
+    for t in range(1, 11):
+        loss, grads, _ = fn.model.value_and_grads(net, params, (x, y))
+        updates, state = opt.update(grads, state, params)
+        params = fn.optim.apply_updates(params, updates)
+        ref_loss, g = jax.value_and_grad(_reference_loss)(p_ref, x, y, 2)
+        m = jax.tree.map(lambda m, g: 0.9 * m + 0.1 * g, m, g)
+        v = jax.tree.map(lambda v, g: 0.99 * v + 0.01 * g * g, v, g)
+        p_ref = jax.tree.map(lambda p, m, v: p - 1e-2 * ((m / (1 - 0.9 ** t)) / (
+            jnp.sqrt(v / (1 - 0.99 ** t)) + 1e-8) + 0.1 * p), p_ref, m, v)
+        np.testing.assert_allclose(loss, ref_loss, rtol=1e-10, err_msg=f"step {t}")
+    # the same weights after; the key bias has a true gradient of 0 (a softmax ignores a
+    # constant added to a row of scores), so it holds rounding noise (~1e-9) on both sides
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(p_ref), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-8)
+    assert float(fn.model.loss(net, params, (x, y))) < 0.5 * float(first)   # and it learnt
