@@ -24,6 +24,8 @@ The sections, in the order they run (`--only` takes the names in brackets), one 
    jax.grad, PyTorch eager and torch.compile; then evaluating the test images.
 8. `cnn_growth.py` [cnn_growth]: how a CNN step's cost grows with channels, input size and
    batch (funcnn), and what a step at batch 512 keeps in memory (funcnn and PyTorch).
+9. `gpt.py` [gpt]: a training step of the character-level GPT at nanoGPT's CPU recipe, in
+   tokens per second: funcnn against jax.grad of its forward, PyTorch eager and torch.compile.
 What they are timed against lives in `rivals/` (`rivals/__init__.py` lists it); how they are
 timed, in `timing.py`; the Fashion-MNIST rows and MLP they share, in `fashion.py`.
 
@@ -57,6 +59,7 @@ from cnn_growth import cnn_growth
 from ensembles import ensembles
 from epoch_speed import epoch_speed, roofline
 from gpu import gpu
+from gpt import gpt
 from growth import dataset_size, growth
 from rivals.numpy_loop import BLAS_ENV, NumpyWorker, blas_line
 from seed_full_batch import seed_full_batch
@@ -78,7 +81,7 @@ PLANS = {
                  cnn_repeats=5, cnn_compile=True, cnn_eval_rows=10_000, cnn_eval_chunk=500,
                  cnn_eval_repeats=3, growth_sides=(28, 56),
                  growth_channels=((16, 32), (32, 64), (64, 128)), growth_batches=(32, 128, 512),
-                 growth_cnn_flops=3e10, growth_cnn_repeats=3),
+                 growth_cnn_flops=3e10, growth_cnn_repeats=3, gpt_steps=50, gpt_repeats=5),
     "quick": dict(repeats=1, n_train=6_000, n_test=1_000, roof_steps=10, square=256,
                   widths=(128,), batches=(128,), growth_flops=1e8, growth_steps=(5, 10),
                   growth_repeats=1, sizes=(600, 6_000), cli_repeats=0, members=(1, 16),
@@ -87,7 +90,8 @@ PLANS = {
                   cnn_batches=(128,), cnn_steps=3, cnn_min_steps=3, cnn_flops=8e9,
                   cnn_repeats=1, cnn_compile=False, cnn_eval_rows=500, cnn_eval_chunk=500,
                   cnn_eval_repeats=1, growth_sides=(28,), growth_channels=((16, 32),),
-                  growth_batches=(32,), growth_cnn_flops=1e8, growth_cnn_repeats=1),
+                  growth_batches=(32,), growth_cnn_flops=1e8, growth_cnn_repeats=1,
+                  gpt_steps=3, gpt_repeats=1),
 }
 
 
@@ -96,8 +100,8 @@ PLANS = {
 SECTIONS = {"epoch_speed": epoch_speed, "roofline": roofline, "growth": growth,
             "dataset_size": dataset_size, "cli": cli, "ensembles": ensembles,
             "seed_full_batch": seed_full_batch, "gpu": gpu, "cnn": cnn,
-            "cnn_growth": cnn_growth}
-WITHOUT_DATA = ("cli", "ensembles")      # the sections that run without Fashion-MNIST
+            "cnn_growth": cnn_growth, "gpt": gpt}
+WITHOUT_DATA = ("cli", "ensembles", "gpt")   # the sections that run without Fashion-MNIST
 
 
 def main() -> int:

@@ -1,0 +1,142 @@
+"""Section 9 of `benchmarks/run.py` [gpt]: a training step of the character-level GPT at
+nanoGPT's CPU recipe (4 blocks x 4 heads, 128 wide, context 64, batch 12; clip 1.0, AdamW),
+in tokens per second: funcnn's hand-written backward pass against `jax.grad` of funcnn's own
+forward (the same scan, the same optimizer), PyTorch eager (a nanoGPT-shaped model with
+`F.scaled_dot_product_attention`, at each thread count) and `torch.compile` of it.
+
+    python benchmarks/run.py --only gpt
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+import funcnn as fn
+from funcnn.examples import shakespeare_char
+from timing import SETTLE_S, fmt_s, interleave, med, pair_ratio, threads, timed
+
+VOCAB, CONTEXT, BATCH, LAYERS, HEADS, WIDTH = 65, 64, 12, 4, 4, 128
+
+
+def gpt(bench):
+    plan, torch = bench.plan, bench.torch
+    steps, repeats = plan["gpt_steps"], plan["gpt_repeats"]
+    net = shakespeare_char.gpt(VOCAB, CONTEXT, LAYERS, HEADS, WIDTH)
+    opt = fn.optim.chain(fn.optim.clip_by_global_norm(1.0),
+                         fn.optim.adamw(1e-3, b1=0.9, b2=0.99, weight_decay=0.1,
+                                        mask=fn.optim.decay_weights_only))
+    params = fn.model.init(jax.random.key(0), net)
+    state = opt.init(params)
+    tokens = jnp.asarray(np.random.default_rng(0).integers(0, VOCAB, 200_000), jnp.int32)
+    keys = jax.random.split(jax.random.key(1), steps)
+    runners = {
+        "funcnn (VJPs by hand)": timed(lambda: shakespeare_char._steps(
+            keys, params, state, tokens, net=net, opt=opt, batch=BATCH)),
+        "jax.grad of funcnn's forward": timed(lambda: _autodiff_steps(
+            keys, params, state, tokens, net=net, opt=opt)),
+    }
+    if torch is not None:
+        for t in bench.threads:
+            runners[f"PyTorch eager, {threads(t)}"] = _torch_runner(torch, steps, t)
+        runners["torch.compile, 1 thread"] = _torch_runner(torch, steps, 1, compiled=True)
+    first = {name: bench.clock.measure(run)[1:] for name, run in runners.items()}
+    times = interleave(runners, repeats, SETTLE_S)
+    ours = times["funcnn (VJPs by hand)"]
+    losses = np.asarray(runners["funcnn (VJPs by hand)"].last[2])
+    bench.check("9. GPT: funcnn's steps learn", losses[-1] < losses[0],
+                f"loss {losses[0]:.3f} -> {losses[-1]:.3f} over {steps} steps")
+    rows = []
+    for name, t in times.items():
+        rows.append([name, fmt_s([s / steps for s in t], 1e3, 2),
+                     f"{steps * BATCH * CONTEXT / med(t):,.0f}",
+                     f"{pair_ratio(t, ours):.2f}",
+                     "" if "torch" in name.lower() else f"{first[name][1] + first[name][2]:.1f}"])
+    bench.section(
+        "9. A GPT training step (nanoGPT's CPU recipe: 4 x 4 heads, 128 wide, context 64, "
+        "batch 12)",
+        f"{steps} steps per timed call, {repeats} repeats, interleaved; tokens per second of "
+        "training; the ratio is the row's time over funcnn's (> 1: funcnn faster).",
+        ["implementation", "ms per step", "tokens/s", "its time / funcnn's",
+         "XLA compile s"],
+        rows)
+    for rival, target in (("PyTorch eager", 1.2), ("jax.grad of funcnn's forward", 1.3)):
+        best = min((n for n in times if n.startswith(rival)), key=lambda n: med(times[n]))
+        ratio = pair_ratio(times[best], ours)
+        bench.headline(f"GPT step, funcnn vs {best}", f"{ratio:.2f}x", f">= {target}x",
+                       ratio >= target)
+
+
+@partial(jax.jit, static_argnames=("net", "opt"))
+def _autodiff_steps(keys, params, state, tokens, *, net, opt):
+    """The same steps as shakespeare_char._steps, the gradient by jax.grad of the loss."""
+    def step(carry, key):
+        params, state = carry
+        x, y = fn.data.windows(key, tokens, BATCH, CONTEXT)
+        loss, g = jax.value_and_grad(
+            lambda p: net.loss.fn(net.layer.apply(p, x, False, None)[0], y, None))(params)
+        updates, state = opt.update(g, state, params)
+        return (fn.optim.apply_updates(params, updates), state), loss
+    (params, state), losses = lax.scan(step, (params, state), keys)
+    return params, state, losses
+
+
+def _torch_runner(torch, steps, n_threads, compiled=False):
+    """nanoGPT's model at the recipe's size (pre-LayerNorm blocks, GELU tanh, causal
+    F.scaled_dot_product_attention), AdamW with the recipe's betas and decay, clipping."""
+    nn, F = torch.nn, torch.nn.functional
+    torch.manual_seed(0)
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln1, self.ln2 = nn.LayerNorm(WIDTH), nn.LayerNorm(WIDTH)
+            self.attn, self.proj = nn.Linear(WIDTH, 3 * WIDTH), nn.Linear(WIDTH, WIDTH)
+            self.fc, self.out = nn.Linear(WIDTH, 4 * WIDTH), nn.Linear(4 * WIDTH, WIDTH)
+
+        def forward(self, h):
+            n, t, d = h.shape
+            q, k, v = self.attn(self.ln1(h)).split(d, dim=2)
+            q, k, v = (a.view(n, t, HEADS, d // HEADS).transpose(1, 2) for a in (q, k, v))
+            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            h = h + self.proj(a.transpose(1, 2).reshape(n, t, d))
+            return h + self.out(F.gelu(self.fc(self.ln2(h)), approximate="tanh"))
+
+    class GPT(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.wte, self.wpe = nn.Embedding(VOCAB, WIDTH), nn.Embedding(CONTEXT, WIDTH)
+            self.blocks = nn.Sequential(*[Block() for _ in range(LAYERS)])
+            self.ln, self.head = nn.LayerNorm(WIDTH), nn.Linear(WIDTH, VOCAB)
+
+        def forward(self, x):
+            h = self.wte(x) + self.wpe(torch.arange(x.shape[1]))
+            return self.head(self.ln(self.blocks(h)))
+
+    torch.set_num_threads(n_threads)
+    model = GPT()
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    other = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                             {"params": other, "weight_decay": 0.0}], lr=1e-3, betas=(0.9, 0.99))
+    forward = torch.compile(model) if compiled else model
+    data = torch.randint(0, VOCAB, (200_000,), generator=torch.Generator().manual_seed(0))
+
+    def run():
+        import time
+        torch.set_num_threads(n_threads)
+        start = time.perf_counter()
+        for _ in range(steps):
+            i = torch.randint(0, len(data) - CONTEXT - 1, (BATCH,))
+            x = torch.stack([data[j:j + CONTEXT] for j in i])
+            y = torch.stack([data[j + 1:j + 1 + CONTEXT] for j in i])
+            loss = F.cross_entropy(forward(x).view(-1, VOCAB), y.view(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+        return time.perf_counter() - start
+    return run
