@@ -132,11 +132,13 @@ def test_the_shakespeare_char_command_trains_evaluates_samples_and_saves(tmp_pat
     out = tmp_path / "gpt.svg"
     assert main(["shakespeare-char", "--steps", "30", "--eval-every", "15", "--layers", "1",
                  "--heads", "2", "--width", "16", "--context", "16", "--sample", "40",
-                 "--warmup", "5", "--lr", "1e-2",
+                 "--warmup", "5", "--lr", "1e-2", "--progress-every", "10",
                  "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     lines = [l for l in printed.splitlines() if l.startswith("step ")]
     assert [l.split()[1] for l in lines] == ["15/30", "30/30"]
+    progress = [l.split()[1] for l in printed.splitlines() if l.startswith("  step ")]
+    assert progress == ["10/30", "20/30", "30/30"]               # a line between evaluations
     val = [float(l.split("val loss ")[1].split()[0]) for l in lines]
     assert val[-1] < val[0] and val[-1] < np.log(65)        # it learns (chance: 4.17)
     assert "bits per character" in lines[-1] and "tokens/s" in lines[-1]

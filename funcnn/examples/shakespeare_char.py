@@ -49,6 +49,8 @@ def add_arguments(p, positive_int, positive_float):
     p.add_argument("--warmup", type=positive_int, default=100, help="default 100 steps")
     p.add_argument("--eval-every", type=positive_int, default=250, help="default 250 steps")
     p.add_argument("--eval-batches", type=positive_int, default=20, help="default 20")
+    p.add_argument("--progress-every", type=positive_int, default=50,
+                   help="a line with the batch's loss every N steps (default 50)")
     p.add_argument("--sample", type=int, default=500, help="characters to sample at the end")
     p.add_argument("--data", default=None, help="directory holding input.txt (default: "
                    "$FUNCNN_DATA, $FUNCNN_DATA/tinyshakespeare, ~/.cache/funcnn)")
@@ -82,8 +84,10 @@ def run(args) -> int:
     done, keys = 0, jax.random.split(k_train, args.steps)
     while done < args.steps:                       # a compiled chunk of steps per evaluation
         chunk, t_chunk = min(args.eval_every, args.steps - done), time.perf_counter()
-        params, state, losses = _steps(keys[done:done + chunk], params, state, train, net=net,
-                                       opt=opt, batch=args.batch_size)
+        params, state, losses = _steps(keys[done:done + chunk], params, state, train, done,
+                                       net=net, opt=opt, batch=args.batch_size,
+                                       every=0 if args.quiet else args.progress_every,
+                                       total=args.steps)
         losses = np.asarray(losses)                # (waits for the chunk)
         rate = chunk * args.batch_size * args.context / (time.perf_counter() - t_chunk)
         done += chunk
@@ -113,21 +117,32 @@ def run(args) -> int:
     return 0
 
 
-@partial(jax.jit, static_argnames=("net", "opt", "batch"))
-def _steps(keys, params, state, train, *, net, opt, batch):
-    """len(keys) training steps, each on `batch` random windows of the training text."""
+@partial(jax.jit, static_argnames=("net", "opt", "batch", "every", "total"))
+def _steps(keys, params, state, train, first=0, *, net, opt, batch, every=0, total=0):
+    """len(keys) training steps, each on `batch` random windows of the training text; with
+    `every`, a progress line every `every` steps (step first + i of total)."""
     t = net.input_shape[0]
 
-    def step(carry, key):
+    def step(carry, inputs):
         params, state = carry
+        i, key = inputs
         x, y = fn.data.windows(key, train, batch, t)
         w = jnp.ones(batch, jax.tree.leaves(params)[0].dtype)
         params, state, loss, _ = fn.train.train_step(net, opt, 0.0, params, state,
                                                      fn.data.Dataset(x, y), w, None)
+        if every:
+            lax.cond(i % every == 0, lambda: jax.debug.callback(
+                partial(_progress, total), i, loss), lambda: None)
         return (params, state), loss
 
-    (params, state), losses = lax.scan(step, (params, state), keys)
+    steps = first + jnp.arange(1, keys.shape[0] + 1)
+    (params, state), losses = lax.scan(step, (params, state), (steps, keys))
     return params, state, losses
+
+
+def _progress(total, step, loss):
+    print(f"  step {int(step):>{len(str(total))}}/{total}  batch loss {float(loss):.4f}",
+          flush=True)
 
 
 @partial(jax.jit, static_argnames=("net", "batch", "batches"))
