@@ -62,7 +62,8 @@ def write_idx(path, x: np.ndarray, gz: bool = False) -> Path:
 
 
 def verify(path, sha256: str) -> None:
-    """Raise `IdxError` unless the IDX bytes of `path` (after gunzip) have this SHA-256."""
+    """Raise `IdxError` unless the bytes of `path` (after gunzip, if gzipped) have this SHA-256:
+    an IDX file's, or any other file's (tiny Shakespeare's text)."""
     path = Path(path)
     _check_hash(path, hashlib.sha256(_idx_bytes(path)).hexdigest(), sha256)
 
@@ -108,6 +109,6 @@ def _parse(data: bytes, path: Path) -> np.ndarray:
 
 def _check_hash(path: Path, found: str, expected: str) -> None:
     if found != expected.lower():
-        raise IdxError(f"{path}: SHA-256 of its IDX bytes is {found}, expected {expected}: the "
+        raise IdxError(f"{path}: SHA-256 of its contents is {found}, expected {expected}: the "
                        "file is corrupt or another version. Delete it and download it again "
                        "(download=True, or the command-line flag --download)")

@@ -139,7 +139,7 @@ def fetch(name: str, dest_dir=None, base_url: str | None = None, files: dict | N
     files = files or known_files
     if base_url is None or files is None:
         raise IdxError(f"no download source is known for {name!r}; pass base_url= and "
-                       "files={file name: SHA-256 of its IDX bytes}")
+                       "files={file name: SHA-256 of its bytes, after gunzip}")
     dest = Path(dest_dir).expanduser() if dest_dir is not None else cache_dir(name)
     dest.mkdir(parents=True, exist_ok=True)
     for f, sha256 in files.items():
