@@ -318,52 +318,100 @@ def _update(params, state, g, lr, optimizer):
     return optim.apply_updates(params, updates), state          # p <- p + u
 
 
-def fit_steps(key: rng.Key, net, params: model.Params, train: Dataset, *,
-              steps: int, batch_size: int = 64, lr=None, optimizer=None, state=None):
-    """Seed 3's loop: `steps` gradient steps, each on a mini-batch drawn at random (with
-    replacement) from `train`, compiled as one `lax.scan`. Returns (params, optimizer state,
-    losses: f32[steps]); pass the state back in to go on where a previous call stopped."""
+def fit_steps(key: rng.Key, net, params: model.Params, train, *, steps: int,
+              batch_size: int = 64, lr=None, optimizer=None, state=None,
+              progress_every: int = 0, start_step: int = 0, total_steps: int | None = None):
+    """Seed 3's loop: `steps` gradient steps, each on a mini-batch drawn at random, compiled as
+    one `lax.scan`. Returns (params, optimizer state, losses: f32[steps]).
+
+    `train`: a Dataset, whose rows are drawn with replacement; or, for a network that takes
+    tokens, a text's ids `int[m]`, from which each step draws `batch_size` windows of t + 1
+    (`funcnn.data.windows`, t the network's context): x the first t of each, y the next t.
+    Step i draws with `fold_in(key, i)`, so a run made of several calls (the optimizer's
+    state passed back with `state=`, `start_step=` the steps already run, the same key) takes
+    the same batches as one call. `progress_every=N` prints a line every N steps, numbered
+    of `total_steps` (the whole run's; default start_step + steps)."""
     key = rng.check_key(key)
-    train, _, lr = _check_fit_args(net, params, train, None, 1, lr, batch_size, optimizer, None)
     integer("steps", steps, 1)
+    integer("start_step", start_step, 0)
+    integer("progress_every", progress_every, 0)
+    total_steps = start_step + steps if total_steps is None else integer(
+        "total_steps", total_steps, start_step + steps)
+    if net.layer.takes_tokens and getattr(train, "ndim", None) == 1:     # a text's ids
+        train = _check_tokens(net, train)
+        lr, _ = _check_run(net, params, lr, batch_size, optimizer)
+    else:
+        train, _, lr = _check_fit_args(net, params, train, None, 1, lr, batch_size, optimizer,
+                                       None)
     state = _check_state(optimizer, params, state)
-    return _fit_steps(key, params, state, train, lr, net=net, steps=steps,
-                      batch_size=batch_size, optimizer=optimizer)
+    return _fit_steps(key, params, state, train, lr, runlog.clock(),
+                      net=net, steps=steps, batch_size=batch_size, optimizer=optimizer,
+                      start_step=start_step, every=progress_every, total_steps=total_steps)
 
 
-@partial(jax.jit, static_argnames=("net", "steps", "batch_size", "optimizer"))
-def _fit_steps(key, params, state, train, lr, *, net, steps, batch_size, optimizer):
-    impl = jax.random.key_impl(key)
-
-    def step(carry, key_data):
+@partial(jax.jit, static_argnames=("net", "steps", "batch_size", "optimizer", "start_step",
+                                   "every", "total_steps"))
+def _fit_steps(key, params, state, train, lr, clock, *, net, steps, batch_size, optimizer,
+               start_step, every, total_steps):
+    def step(carry, i):
         params, state = carry
-        key = backend.key_from_scan(key_data, impl)
+        k = jax.random.fold_in(key, i)
         k_mask = None
         if net.layer.needs_key:                                 # dropout: a key for the masks
-            key, k_mask = jax.random.split(key)
-        rows = jax.random.randint(key, (batch_size,), 0, train.x.shape[0])
-        batch = Dataset(train.x[rows], train.y[rows])
-        w = jnp.ones(batch_size, train.x.dtype)
+            k, k_mask = jax.random.split(k)
+        if isinstance(train, Dataset):                          # rows, with replacement
+            rows = jax.random.randint(k, (batch_size,), 0, train.x.shape[0])
+            batch = Dataset(train.x[rows], train.y[rows])
+        else:                                                   # windows of a text's ids
+            batch = Dataset(*data.windows(k, train, batch_size, net.input_shape[0]))
+        w = jnp.ones(batch_size, jax.tree.leaves(params)[0].dtype)
         params, state, loss, _ = train_step(net, optimizer, lr, params, state, batch, w, k_mask)
+        if every:                                               # a line every N steps
+            lax.cond((i + 1) % every == 0, lambda: jax.debug.callback(
+                partial(runlog.print_step, total_steps, steps, net.loss.name), i + 1,
+                i + 1 - start_step, loss, clock), lambda: None)
         return (params, state), loss
 
-    keys = backend.keys_through_scan(jax.random.split(key, steps))
-    (params, state), losses = lax.scan(step, (params, state), keys)
+    (params, state), losses = lax.scan(step, (params, state),
+                                       start_step + jnp.arange(steps))
     return params, state, losses
+
+
+def _check_tokens(net, tokens):
+    """A text's ids for fit_steps: int[m], at least one window (the network's context + 1)."""
+    if not jnp.issubdtype(tokens.dtype, jnp.integer):
+        raise InputTypeError(f"train must hold a text's ids (integers), got {tokens.dtype}; "
+                             "pass text.train (funcnn.data.text)")
+    t = net.input_shape[0]
+    if tokens.shape[0] < t + 1:
+        raise InputError(f"train holds {tokens.shape[0]} ids, fewer than a window of the "
+                         f"network's context + 1 = {t + 1}; use a longer text or a shorter "
+                         "context")
+    return jnp.asarray(tokens, jnp.int32)
 
 
 # --- checks, in plain Python before any compilation ------------------------------------------
 
 def _check_fit_args(net, params, train, test, epochs, lr, batch_size, optimizer, probe):
+    train = model.check_batch(net, train, "train")
+    if test is not None:
+        test = model.check_batch(net, test, "test")
+    integer("epochs", epochs, 1)
+    lr, dtype = _check_run(net, params, lr, batch_size, optimizer)
+    if probe is not None and not callable(probe):
+        raise InputTypeError(f"probe must be a function of the params, got {probe!r}")
+    cast = lambda ds: Dataset(_as(ds.x, dtype), _as(ds.y, dtype))
+    return cast(train), None if test is None else cast(test), lr
+
+
+def _check_run(net, params, lr, batch_size, optimizer):
+    """What every training loop checks: the params, the batch size, the optimizer or lr.
+    Returns (lr, the params' dtype)."""
     model.check_params(net, params)
     dtype = jax.tree.leaves(params)[0].dtype
     if not jnp.issubdtype(dtype, jnp.floating):
         raise InputTypeError(f"params must be floating point, got {dtype}; make them with "
                              "funcnn.model.init(key, net)")
-    train = model.check_batch(net, train, "train")
-    if test is not None:
-        test = model.check_batch(net, test, "test")
-    integer("epochs", epochs, 1)
     integer("batch_size", batch_size, 1)
     if optimizer is not None:
         optim.check_optimizer(optimizer)
@@ -374,12 +422,9 @@ def _check_fit_args(net, params, train, test, epochs, lr, batch_size, optimizer,
     else:
         lr = 0.5 if lr is None else lr          # the Clojure default
         model.check_lr(lr)
-    if probe is not None and not callable(probe):
-        raise InputTypeError(f"probe must be a function of the params, got {probe!r}")
     if not isinstance(lr, jax.core.Tracer):     # a host scalar of the params' dtype: every lr
         lr = np.asarray(lr, dtype)              # has the same abstract type, so no recompile
-    cast = lambda ds: Dataset(_as(ds.x, dtype), _as(ds.y, dtype))
-    return cast(train), None if test is None else cast(test), lr
+    return lr, dtype
 
 
 def _as(v, dtype):

@@ -72,3 +72,60 @@ def test_fit_trains_a_sequence_network_on_class_ids_per_position():
     _, hist = fn.train.fit(k_fit, net, fn.model.init(k_p, net), (x, y), (x, y), epochs=15,
                            batch_size=16, optimizer=fn.optim.adam(1e-2), verbose=False)
     assert float(hist["test_accuracy"][-1]) > 0.8 > float(hist["test_accuracy"][0])
+
+
+# --- fit_steps on a text: seed 3's loop drawing windows -----------------------------------------
+
+def _bigram_net(vocab, t):
+    return fn.model.network(L.serial(L.Embedding(vocab, 8), L.Dense(vocab)), input_shape=(t,),
+                            loss=fn.losses.softmax_cross_entropy)
+
+
+def test_fit_steps_on_a_texts_ids_learns_it():
+    """A text repeating 'abcd': each step draws windows; the next character is then certain."""
+    ids = jnp.asarray(np.tile(np.arange(4), 50), jnp.int32)
+    net = _bigram_net(4, 8)
+    params = fn.model.init(jax.random.key(0), net)
+    opt = fn.optim.adam(0.05)
+    _, _, losses = fn.train.fit_steps(jax.random.key(1), net, params, ids, steps=60,
+                                      batch_size=4, optimizer=opt)
+    assert losses.shape == (60,)
+    assert losses[0] > 1.0 and losses[-1] < 0.1, losses[[0, -1]]
+
+
+def test_fit_steps_in_two_calls_equals_one_call():
+    """state= and start_step= go on where a call stopped: the same batches, the same params."""
+    ids = jax.random.randint(jax.random.key(0), (300,), 0, 6)
+    net = _bigram_net(6, 5)
+    params = fn.model.init(jax.random.key(1), net)
+    opt = fn.optim.adamw(fn.schedules.warmup_cosine_decay(0.0, 0.01, 3, 10))
+    key = jax.random.key(2)
+    run = lambda p, **kw: fn.train.fit_steps(key, net, p, ids, batch_size=3, optimizer=opt,
+                                             **kw)
+    whole, _, losses = run(params, steps=10)
+    half, state, first = run(params, steps=4)
+    rest, _, second = run(half, steps=6, state=state, start_step=4)
+    np.testing.assert_array_equal(np.concatenate([first, second]), losses)
+    for a, b in zip(jax.tree.leaves(rest), jax.tree.leaves(whole), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fit_steps_prints_progress_of_the_whole_run(capsys):
+    ids = jax.random.randint(jax.random.key(0), (100,), 0, 5)
+    net = _bigram_net(5, 4)
+    params = fn.model.init(jax.random.key(1), net)
+    fn.train.fit_steps(jax.random.key(2), net, params, ids, steps=4, lr=0.1, batch_size=2,
+                       progress_every=2, start_step=6, total_steps=20)
+    lines = [l.split()[:2] for l in capsys.readouterr().out.splitlines()]
+    assert lines == [["step", "8/20"], ["step", "10/20"]], lines
+
+
+@pytest.mark.parametrize("train, error, match", [
+    (jnp.linspace(0, 1, 50), fn.checks.InputTypeError, r"train must hold a text's ids"),
+    (jnp.arange(4), fn.checks.InputError, r"4 ids, fewer than a window .* context \+ 1 = 6"),
+])
+def test_fit_steps_refuses_a_text_it_cannot_draw_from(train, error, match):
+    net = _bigram_net(5, 5)
+    params = fn.model.init(jax.random.key(0), net)
+    with pytest.raises(error, match=match):
+        fn.train.fit_steps(jax.random.key(1), net, params, train, steps=2, lr=0.1)
