@@ -1,8 +1,9 @@
 """Section 9 of `benchmarks/run.py` [gpt]: a training step of the character-level GPT at
 nanoGPT's CPU recipe (4 blocks x 4 heads, 128 wide, context 64, batch 12; clip 1.0, AdamW),
 in tokens per second: funcnn's hand-written backward pass against `jax.grad` of funcnn's own
-forward (the same scan, the same optimizer), PyTorch eager (a nanoGPT-shaped model with
-`F.scaled_dot_product_attention`, at each thread count) and `torch.compile` of it.
+forward (the same scan, the same optimizer), PyTorch eager (nanoGPT's model with
+`F.scaled_dot_product_attention`, `rivals/torch_gpt.py`, at each thread count) and
+`torch.compile` of it.
 
     python benchmarks/run.py --only gpt
 """
@@ -17,9 +18,11 @@ from jax import lax
 
 import funcnn as fn
 from funcnn.examples import shakespeare_char
+from rivals import torch_gpt
 from timing import SETTLE_S, fmt_s, interleave, med, pair_ratio, threads, timed
 
 VOCAB, CONTEXT, BATCH, LAYERS, HEADS, WIDTH = 65, 64, 12, 4, 4, 128
+SHAPE = torch_gpt.Shape(VOCAB, CONTEXT, BATCH, LAYERS, HEADS, WIDTH)
 
 
 def gpt(bench):
@@ -41,8 +44,9 @@ def gpt(bench):
     }
     if torch is not None:
         for t in bench.threads:
-            runners[f"PyTorch eager, {threads(t)}"] = _torch_runner(torch, steps, t)
-        runners["torch.compile, 1 thread"] = _torch_runner(torch, steps, 1, compiled=True)
+            runners[f"PyTorch eager, {threads(t)}"] = torch_gpt.runner(torch, SHAPE, steps, t)
+        runners["torch.compile, 1 thread"] = torch_gpt.runner(torch, SHAPE, steps, 1,
+                                                                compiled=True)
     first = {name: bench.clock.measure(run)[1:] for name, run in runners.items()}
     times = interleave(runners, repeats, SETTLE_S)
     ours = times["funcnn (VJPs by hand)"]
@@ -82,61 +86,3 @@ def _autodiff_steps(keys, params, state, tokens, *, net, opt):
         return (fn.optim.apply_updates(params, updates), state), loss
     (params, state), losses = lax.scan(step, (params, state), keys)
     return params, state, losses
-
-
-def _torch_runner(torch, steps, n_threads, compiled=False):
-    """nanoGPT's model at the recipe's size (pre-LayerNorm blocks, GELU tanh, causal
-    F.scaled_dot_product_attention), AdamW with the recipe's betas and decay, clipping."""
-    nn, F = torch.nn, torch.nn.functional
-    torch.manual_seed(0)
-
-    class Block(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.ln1, self.ln2 = nn.LayerNorm(WIDTH), nn.LayerNorm(WIDTH)
-            self.attn, self.proj = nn.Linear(WIDTH, 3 * WIDTH), nn.Linear(WIDTH, WIDTH)
-            self.fc, self.out = nn.Linear(WIDTH, 4 * WIDTH), nn.Linear(4 * WIDTH, WIDTH)
-
-        def forward(self, h):
-            n, t, d = h.shape
-            q, k, v = self.attn(self.ln1(h)).split(d, dim=2)
-            q, k, v = (a.view(n, t, HEADS, d // HEADS).transpose(1, 2) for a in (q, k, v))
-            a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-            h = h + self.proj(a.transpose(1, 2).reshape(n, t, d))
-            return h + self.out(F.gelu(self.fc(self.ln2(h)), approximate="tanh"))
-
-    class GPT(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.wte, self.wpe = nn.Embedding(VOCAB, WIDTH), nn.Embedding(CONTEXT, WIDTH)
-            self.blocks = nn.Sequential(*[Block() for _ in range(LAYERS)])
-            self.ln, self.head = nn.LayerNorm(WIDTH), nn.Linear(WIDTH, VOCAB)
-
-        def forward(self, x):
-            h = self.wte(x) + self.wpe(torch.arange(x.shape[1]))
-            return self.head(self.ln(self.blocks(h)))
-
-    torch.set_num_threads(n_threads)
-    model = GPT()
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    other = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                             {"params": other, "weight_decay": 0.0}], lr=1e-3, betas=(0.9, 0.99))
-    forward = torch.compile(model) if compiled else model
-    data = torch.randint(0, VOCAB, (200_000,), generator=torch.Generator().manual_seed(0))
-
-    def run():
-        import time
-        torch.set_num_threads(n_threads)
-        start = time.perf_counter()
-        for _ in range(steps):
-            i = torch.randint(0, len(data) - CONTEXT - 1, (BATCH,))
-            x = torch.stack([data[j:j + CONTEXT] for j in i])
-            y = torch.stack([data[j + 1:j + 1 + CONTEXT] for j in i])
-            loss = F.cross_entropy(forward(x).view(-1, VOCAB), y.view(-1))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-        return time.perf_counter() - start
-    return run

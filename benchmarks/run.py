@@ -26,6 +26,9 @@ The sections, in the order they run (`--only` takes the names in brackets), one 
    batch (funcnn), and what a step at batch 512 keeps in memory (funcnn and PyTorch).
 9. `gpt.py` [gpt]: a training step of the character-level GPT at nanoGPT's CPU recipe, in
    tokens per second: funcnn against jax.grad of its forward, PyTorch eager and torch.compile.
+10. `gpt_growth.py` [gpt_growth]: how a GPT step's time per token grows with the context, up
+    to nanoGPT's GPU recipe (6 x 6 heads, 384 wide, context 256, batch 64), beside its FLOPs,
+    and what a step keeps in memory (funcnn and PyTorch eager).
 What they are timed against lives in `rivals/` (`rivals/__init__.py` lists it); how they are
 timed, in `timing.py`; the Fashion-MNIST rows and MLP they share, in `fashion.py`.
 
@@ -60,6 +63,7 @@ from ensembles import ensembles
 from epoch_speed import epoch_speed, roofline
 from gpu import gpu
 from gpt import gpt
+from gpt_growth import gpt_growth
 from growth import dataset_size, growth
 from rivals.numpy_loop import BLAS_ENV, NumpyWorker, blas_line
 from seed_full_batch import seed_full_batch
@@ -81,7 +85,10 @@ PLANS = {
                  cnn_repeats=5, cnn_compile=True, cnn_eval_rows=10_000, cnn_eval_chunk=500,
                  cnn_eval_repeats=3, growth_sides=(28, 56),
                  growth_channels=((16, 32), (32, 64), (64, 128)), growth_batches=(32, 128, 512),
-                 growth_cnn_flops=3e10, growth_cnn_repeats=3, gpt_steps=50, gpt_repeats=5),
+                 growth_cnn_flops=3e10, growth_cnn_repeats=3, gpt_steps=50, gpt_repeats=5,
+                 gpt_growth_shapes=((64, 12, 4, 4, 128), (128, 12, 4, 4, 128),
+                                    (256, 12, 4, 4, 128), (256, 64, 6, 6, 384)),
+                 gpt_growth_flops=8e10, gpt_growth_min_steps=1, gpt_growth_repeats=3),
     "quick": dict(repeats=1, n_train=6_000, n_test=1_000, roof_steps=10, square=256,
                   widths=(128,), batches=(128,), growth_flops=1e8, growth_steps=(5, 10),
                   growth_repeats=1, sizes=(600, 6_000), cli_repeats=0, members=(1, 16),
@@ -91,7 +98,8 @@ PLANS = {
                   cnn_repeats=1, cnn_compile=False, cnn_eval_rows=500, cnn_eval_chunk=500,
                   cnn_eval_repeats=1, growth_sides=(28,), growth_channels=((16, 32),),
                   growth_batches=(32,), growth_cnn_flops=1e8, growth_cnn_repeats=1,
-                  gpt_steps=3, gpt_repeats=1),
+                  gpt_steps=3, gpt_repeats=1, gpt_growth_shapes=((64, 12, 4, 4, 128),),
+                  gpt_growth_flops=0, gpt_growth_min_steps=2, gpt_growth_repeats=1),
 }
 
 
@@ -100,8 +108,9 @@ PLANS = {
 SECTIONS = {"epoch_speed": epoch_speed, "roofline": roofline, "growth": growth,
             "dataset_size": dataset_size, "cli": cli, "ensembles": ensembles,
             "seed_full_batch": seed_full_batch, "gpu": gpu, "cnn": cnn,
-            "cnn_growth": cnn_growth, "gpt": gpt}
-WITHOUT_DATA = ("cli", "ensembles", "gpt")   # the sections that run without Fashion-MNIST
+            "cnn_growth": cnn_growth, "gpt": gpt, "gpt_growth": gpt_growth}
+# the sections that run without Fashion-MNIST
+WITHOUT_DATA = ("cli", "ensembles", "gpt", "gpt_growth")
 
 
 def main() -> int:
