@@ -33,8 +33,8 @@ import numpy as np                              # noqa: E402
 
 import funcnn as fn                             # noqa: E402
 from funcnn.checks import integer               # noqa: E402
-from funcnn.examples import shakespeare_char    # noqa: E402
 from funcnn.layers.attention import CausalSelfAttention, _linear, _linear_vjp   # noqa: E402
+from gpt import steps_of                       # noqa: E402
 from timing import CORES, cpu_info, fmt_s, interleave, med, pair_ratio, timed   # noqa: E402
 
 L = fn.layers
@@ -187,7 +187,7 @@ def main() -> int:
                          fn.optim.adamw(1e-3, b1=0.9, b2=0.99, weight_decay=0.1,
                                         mask=fn.optim.decay_weights_only))
     tokens = jnp.asarray(np.random.default_rng(0).integers(0, VOCAB, 200_000), jnp.int32)
-    keys = jax.random.split(jax.random.key(1), args.steps)
+    key = jax.random.key(1)
     print(f"GPT training steps: {LAYERS} blocks x {HEADS} heads, {WIDTH} wide, batch {BATCH}; "
           f"{args.steps} steps per timed call, {args.repeats} repeats, interleaved")
     print(f"CPU: {cpu_info()}, {CORES} cores")
@@ -204,13 +204,13 @@ def main() -> int:
         runners, memory, compile_s = {}, {}, {}
         for name, net in nets.items():
             start = time.perf_counter()                                # trace, lower, compile
-            step = shakespeare_char._steps.lower(keys, params, state, tokens, net=net, opt=opt,
-                                                 batch=BATCH).compile()
+            step = steps_of(net, opt, args.steps, BATCH).lower(key, params, state,
+                                                               tokens).compile()
             compile_s[name] = time.perf_counter() - start
             stats = step.memory_analysis()
             temp = getattr(stats, "temp_size_in_bytes", None) if stats is not None else None
             memory[name] = (kept_bytes(net, params, context), temp)
-            runners[name] = timed(partial(step, keys, params, state, tokens))
+            runners[name] = timed(partial(step, key, params, state, tokens))
             runners[name]()                                            # warm: first run
         times = interleave(runners, args.repeats)
         plain = times["plain"]

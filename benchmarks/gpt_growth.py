@@ -6,7 +6,7 @@ PyTorch eager.
 
 The shapes (blocks x heads x width, context, batch): nanoGPT's CPU recipe 4 x 4 x 128 at
 context 64, 128 and 256, batch 12; and its GPU recipe 6 x 6 x 384, context 256, batch 64 (no
-dropout here, in either). funcnn: `shakespeare_char._steps` with section 9's optimizer; PyTorch:
+dropout here, in either). funcnn: `fn.train.fit_steps` with section 9's optimizer; PyTorch:
 `rivals/torch_gpt.py`, eager, at every core. The time per token is set beside the FLOPs per
 token (`token_flops`), and the time per GFLOP beside that of the CPU recipe's shape: where it
 strays by more than 1.5x the time does not follow the FLOPs. Then memory, for each shape: what
@@ -25,6 +25,7 @@ from jax.extend.core import Literal
 
 import funcnn as fn
 from funcnn.examples import shakespeare_char
+from gpt import steps_of
 from rivals import torch_gpt
 from timing import SETTLE_S, cpu_info, fmt_s, interleave, med, pair_ratio, threads, timed
 
@@ -75,12 +76,11 @@ def gpt_growth(bench):
         net = shakespeare_char.gpt(VOCAB, context, layers, heads, width)
         params = fn.model.init(jax.random.key(0), net)
         state = opt.init(params)
-        keys = jax.random.split(jax.random.key(1), steps)
+        key = jax.random.key(1)
         compiled, _, xla, rest = bench.clock.measure(
-            lambda: shakespeare_char._steps.lower(keys, params, state, tokens, 0, net=net,
-                                                  opt=opt, batch=batch).compile())
+            lambda: steps_of(net, opt, steps, batch).lower(key, params, state, tokens).compile())
         ours = f"funcnn, {label}"
-        runners[ours] = timed(lambda c=compiled, k=keys, p=params, s=state: c(k, p, s, tokens, 0))
+        runners[ours] = timed(lambda c=compiled, k=key, p=params, s=state: c(k, p, s, tokens))
         runners[ours]()                                          # warm up
         losses = np.asarray(runners[ours].last[2])
         if shape == RECIPE:
@@ -129,7 +129,7 @@ def _time_table(bench, configs, times, n_threads):
     bench.section(
         "9b. How a GPT step's cost grows: context, then nanoGPT's GPU recipe",
         "Shapes as blocks x heads x width; N training steps per timed call (funcnn's "
-        "`shakespeare_char._steps`, PyTorch eager's nanoGPT, the same AdamW and clipping), "
+        "`fn.train.fit_steps`, PyTorch eager's nanoGPT, the same AdamW and clipping), "
         f"float32; {bench.plan['gpt_growth_repeats']} repeat(s), interleaved. Time per GFLOP: "
         f"relative to the implementation's own at {recipe.label} (the CPU recipe); 1.00x means "
         "the time follows the FLOPs. The last column: the row's time over funcnn's at the same "

@@ -4,8 +4,8 @@ The recipe of nanoGPT's `config/train_shakespeare_char.py` as its README runs it
 blocks of 4 heads, 128 wide, context 64, batch 12, 2,000 steps of AdamW (betas 0.9 and 0.99,
 weight decay 0.1 on the matrices), lr 1e-3 after 100 warm-up steps, cosine to 1e-4 at step
 2,000, gradients clipped at global norm 1.0, no dropout. Each step draws its own 12 random
-windows inside the compiled loop; the validation loss is the mean over 20 batches every 250
-steps. A 500-character sample ends the run.
+windows inside the compiled loop (`fn.train.fit_steps`, seed 3's loop); the validation loss is
+the mean over 20 batches every 250 steps. A 500-character sample ends the run.
 """
 import time
 from functools import partial
@@ -13,7 +13,6 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 import funcnn as fn
 
@@ -81,13 +80,13 @@ def run(args) -> int:
           f"{len(text.val):,} validation characters; batch {args.batch_size}, {args.steps} "
           f"steps, {opt}")
     history = {"step": [], "train_loss": [], "val_loss": []}
-    done, keys = 0, jax.random.split(k_train, args.steps)
+    done = 0
     while done < args.steps:                       # a compiled chunk of steps per evaluation
         chunk, t_chunk = min(args.eval_every, args.steps - done), time.perf_counter()
-        params, state, losses = _steps(keys[done:done + chunk], params, state, train, done,
-                                       net=net, opt=opt, batch=args.batch_size,
-                                       every=0 if args.quiet else args.progress_every,
-                                       total=args.steps)
+        params, state, losses = fn.train.fit_steps(
+            k_train, net, params, train, steps=chunk, batch_size=args.batch_size,
+            optimizer=opt, state=state, start_step=done, total_steps=args.steps,
+            progress_every=0 if args.quiet else args.progress_every)
         losses = np.asarray(losses)                # (waits for the chunk)
         rate = chunk * args.batch_size * args.context / (time.perf_counter() - t_chunk)
         done += chunk
@@ -115,34 +114,6 @@ def run(args) -> int:
     print(f"written: {curves} (loss curves, every {args.eval_every} steps), {saved_history}, "
           f"{checkpoint}")
     return 0
-
-
-@partial(jax.jit, static_argnames=("net", "opt", "batch", "every", "total"))
-def _steps(keys, params, state, train, first=0, *, net, opt, batch, every=0, total=0):
-    """len(keys) training steps, each on `batch` random windows of the training text; with
-    `every`, a progress line every `every` steps (step first + i of total)."""
-    t = net.input_shape[0]
-
-    def step(carry, inputs):
-        params, state = carry
-        i, key = inputs
-        x, y = fn.data.windows(key, train, batch, t)
-        w = jnp.ones(batch, jax.tree.leaves(params)[0].dtype)
-        params, state, loss, _ = fn.train.train_step(net, opt, 0.0, params, state,
-                                                     fn.data.Dataset(x, y), w, None)
-        if every:
-            lax.cond(i % every == 0, lambda: jax.debug.callback(
-                partial(_progress, total), i, loss), lambda: None)
-        return (params, state), loss
-
-    steps = first + jnp.arange(1, keys.shape[0] + 1)
-    (params, state), losses = lax.scan(step, (params, state), (steps, keys))
-    return params, state, losses
-
-
-def _progress(total, step, loss):
-    print(f"  step {int(step):>{len(str(total))}}/{total}  batch loss {float(loss):.4f}",
-          flush=True)
 
 
 @partial(jax.jit, static_argnames=("net", "batch", "batches"))
