@@ -2,6 +2,8 @@
 
 The layer contract is stated once, in funcnn/layers/__init__.py. Shapes: x: f32[n, t, d],
 H heads of width e = d / H; a head's arrays are [n, H, t, e], its scores [n, H, t, t].
+This file is the plain formulation, the definition; attention_blocks.py computes the same O by
+blocks (FlashAttention's), faster at long contexts; `CausalSelfAttention._as` picks.
 """
 from __future__ import annotations
 
@@ -12,11 +14,15 @@ import jax
 import jax.numpy as jnp
 
 from funcnn import backend
-from funcnn.checks import integer
+from funcnn.checks import InputError, integer
+from funcnn.layers import attention_blocks
 from funcnn.layers.base import Layer, row_keys
 from funcnn.layers.dropout import check_rate
 
 STD = 0.02                    # GPT-2's init of c_attn and c_proj: w ~ N(0, 0.02^2), b = 0
+# "auto" on a CPU: by blocks (attention_blocks.py) from this context on, t a multiple of the
+# block; plain below it (a GPT step at context 64: 1.01x, a wash; benchmarks/attention_blocks.py)
+BLOCKS_MIN_CONTEXT = 128
 
 
 @dataclass(frozen=True)
@@ -33,23 +39,50 @@ class CausalSelfAttention(Layer):
     c_attn and c_proj transposed (x W here, x W^T in torch.nn.Linear), so a checkpoint maps
     array to array; drawn as GPT-2's, w ~ N(0, 0.02^2) and b = 0. `dropout` drops attention
     weights (entries of P, scaled by 1 / (1 - dropout)) in training, row i's mask from row
-    i's key, as `Dropout` does. d must be a multiple of heads."""
+    i's key, as `Dropout` does. d must be a multiple of heads.
+
+    Two formulations of O, the same numbers to rounding; `formulation` picks one:
+    - "plain": the formulas above as written (this file), P kept for the VJP;
+    - "blocks": FlashAttention's (attention_blocks.py): `block` queries x `block` keys at a
+      time, the blocks above the diagonal skipped, each row's log-sum-exp kept instead of P
+      and P recomputed in the VJP; t must be a multiple of `block`; no dropout;
+    - "auto" (the default): "blocks" on a CPU for t >= BLOCKS_MIN_CONTEXT, a multiple of
+      `block`, without dropout; "plain" otherwise (and on a GPU, where it is unmeasured)."""
     heads: int
     dropout: float = 0.0
+    formulation: str = "auto"
+    block: int = 64
     independent_rows = True              # positions mix within a row, never across rows
 
     def __post_init__(self):
         object.__setattr__(self, "heads", integer("CausalSelfAttention(heads)", self.heads, 1))
         object.__setattr__(self, "dropout", check_rate("CausalSelfAttention(dropout)",
                                                        self.dropout, "an attention weight"))
+        object.__setattr__(self, "block", integer("CausalSelfAttention(block)", self.block, 1))
+        if self.formulation not in ("auto", "plain", "blocks"):
+            raise InputError(f"CausalSelfAttention's formulation must be 'auto', 'plain' or "
+                             f"'blocks', got {self.formulation!r}")
+        if self.formulation == "blocks" and self.dropout > 0:
+            raise InputError(f"CausalSelfAttention's formulation 'blocks' does not drop "
+                             f"attention weights, got dropout={self.dropout}; use 'plain' or "
+                             "'auto' (plain with dropout)")
+
+    def _as(self, t: int) -> str:
+        """The formulation this layer computes with at context t (the one rule)."""
+        if self.formulation != "auto":
+            return self.formulation
+        fits = t >= BLOCKS_MIN_CONTEXT and t % self.block == 0 and self.dropout == 0
+        return "blocks" if fits and jax.default_backend() != "gpu" else "plain"
 
     @property
     def needs_key(self):
         return self.dropout > 0
 
     def __repr__(self):
+        how = "" if self.formulation == "auto" else f", as {self.formulation}"
+        block = "" if self.block == 64 else f", block {self.block}"
         return (f"CausalSelfAttention({self.heads} heads"
-                f"{f', dropout {self.dropout:g}' if self.dropout else ''})")
+                f"{f', dropout {self.dropout:g}' if self.dropout else ''}{how}{block})")
 
     def shape(self, input_shape):
         if len(input_shape) != 2:
@@ -57,10 +90,16 @@ class CausalSelfAttention(Layer):
         if input_shape[1] % self.heads:
             self._fail(f"heads = {self.heads} does not divide the width d = {input_shape[1]}: "
                        "each head takes d / heads columns of q, k and v")
+        if self.formulation == "blocks" and input_shape[0] % self.block:
+            self._fail(f"formulation 'blocks' needs the context t = {input_shape[0]} to be a "
+                       f"multiple of block = {self.block}; pass block= a divisor of "
+                       f"{input_shape[0]}, or formulation='auto'")
         return input_shape
 
     def workspace(self, input_shape):
         t, d = input_shape
+        if self._as(t) == "blocks":                            # q, k, v, O, y; lse; S and P
+            return 5 * t * d + self.heads * (t + 2 * self.block * self.block)
         return 5 * t * d + 2 * self.heads * t * t              # q, k, v, O, y; S and P
 
     def init(self, key, input_shape, dtype):
@@ -76,10 +115,19 @@ class CausalSelfAttention(Layer):
         n, t, d = a.shape
         return a.reshape(n, t, self.heads, d // self.heads).transpose(0, 2, 1, 3)
 
+    def _merge(self, a):
+        """f32[n, H, t, e] -> f32[n, t, d]: the heads side by side (_split's inverse)."""
+        n, heads, t, e = a.shape
+        return a.transpose(0, 2, 1, 3).reshape(n, t, heads * e)
+
     def apply(self, p, x, train=False, key=None):
         n, t, d = x.shape
         qkv = _linear(x, p["w_qkv"], p["b_qkv"])                       # [n, t, 3d]
         q, k, v = (self._split(qkv[..., i * d:(i + 1) * d]) for i in range(3))
+        if self._as(t) == "blocks":                                    # the same O, by blocks
+            o, lse = attention_blocks.attend(q, k, v, 1 / math.sqrt(d // self.heads), self.block)
+            y = _linear(self._merge(o), p["w_out"], p["b_out"])
+            return y, (x, q, k, v, o, lse)
         s = jnp.einsum("nhie,nhje->nhij", q, k) / math.sqrt(d // self.heads)
         causal = jnp.tril(jnp.ones((t, t), bool))                      # j <= i
         s = jnp.where(causal[None, None], s, -jnp.inf)
@@ -93,12 +141,19 @@ class CausalSelfAttention(Layer):
             drop = jnp.where(keep, 1.0 / (1.0 - self.dropout), 0.0).astype(x.dtype)
         used = prob if drop is None else prob * drop
         o = jnp.einsum("nhij,nhje->nhie", used, v)                     # O_h = P v_h
-        o = o.transpose(0, 2, 1, 3).reshape(n, t, d)                   # heads side by side
+        o = self._merge(o)                                             # heads side by side
         return _linear(o, p["w_out"], p["b_out"]), (x, q, k, v, prob, drop, used, o)
 
     def vjp(self, p, cache, g):
-        x, q, k, v, prob, drop, used, o = cache
+        x = cache[0]
         n, t, d = x.shape
+        if self._as(t) == "blocks":
+            _, q, k, v, o, lse = cache
+            dp_out, do = _linear_vjp(self._merge(o), p["w_out"], g)
+            dq, dk, dv = attention_blocks.attend_vjp(q, k, v, o, lse, self._split(do),
+                                                     1 / math.sqrt(d // self.heads), self.block)
+            return self._qkv_vjp(p, x, dq, dk, dv, dp_out)
+        _, q, k, v, prob, drop, used, o = cache
         # y = O W_out + b_out  =>  dW_out = O^T g, db_out = sum of g, dO = g W_out^T
         dp_out, do = _linear_vjp(o, p["w_out"], g)
         do = self._split(do)                                           # [n, H, t, e]
@@ -113,8 +168,11 @@ class CausalSelfAttention(Layer):
         ds = ds / math.sqrt(d // self.heads)                           # S = q k^T / sqrt(e)
         dq = jnp.einsum("nhij,nhje->nhie", ds, k)                      # dq = dS k
         dk = jnp.einsum("nhij,nhie->nhje", ds, q)                      # dk = dS^T q
-        merge = lambda a: a.transpose(0, 2, 1, 3).reshape(n, t, d)
-        dqkv = jnp.concatenate([merge(dq), merge(dk), merge(dv)], axis=-1)   # [n, t, 3d]
+        return self._qkv_vjp(p, x, dq, dk, dv, dp_out)
+
+    def _qkv_vjp(self, p, x, dq, dk, dv, dp_out):
+        """The gradients, from dq, dk, dv (heads apart) back through the first projection."""
+        dqkv = jnp.concatenate([self._merge(a) for a in (dq, dk, dv)], axis=-1)   # [n, t, 3d]
         # [q, k, v] = x W_qkv + b_qkv  =>  dW_qkv = x^T dqkv, db_qkv = sum, dx = dqkv W_qkv^T
         dp_qkv, dx = _linear_vjp(x, p["w_qkv"], dqkv)
         return {"w_qkv": dp_qkv["w"], "b_qkv": dp_qkv["b"],
