@@ -123,9 +123,9 @@ def _time_table(bench, configs, times, n_threads):
                           f"{c.flops / 1e6:.2f} ({c.attention / c.flops:.0%})",
                           f"{c.flops * c.tokens / med(per_step) / 1e9:.1f}", f"{rel:.2f}x",
                           f"{pair_ratio(secs, ours):.2f}"])
-            if impl == "PyTorch":
+            if impl == "PyTorch" or _by_blocks(c.shape):     # the causal half computed
                 share = (causal(c) / c.flops) / (causal(recipe) / recipe.flops)
-                halves.append(f"{rel / share:.2f}x at {c.label}")
+                halves.append(f"{impl} {rel / share:.2f}x at {c.label}")
     bench.section(
         "9b. How a GPT step's cost grows: context, then nanoGPT's GPU recipe",
         "Shapes as blocks x heads x width; N training steps per timed call (funcnn's "
@@ -139,12 +139,19 @@ def _time_table(bench, configs, times, n_threads):
         table,
         [f"CPU: {cpu_info()}.",
          "FLOPs: the matrix products of a training step (forward, dL/dW, dL/dx), attention's "
-         "S = q k^T and O = P v over the full t x t, as funcnn computes them; PyTorch's causal "
-         "kernel skips the blocks above the diagonal, so its attention does about half of "
-         "that. Softmax, LayerNorm, GELU and AdamW are not counted.",
+         "S = q k^T and O = P v over the full t x t, as funcnn's plain formulation computes "
+         "them; its formulation by blocks (chosen from context "
+         f"{fn.layers.attention.BLOCKS_MIN_CONTEXT}) and PyTorch's causal kernel skip the blocks "
+         "above the diagonal, so their attention does about half of that. Softmax, LayerNorm, "
+         "GELU and AdamW are not counted.",
          "Off the FLOPs by more than 1.5x: " + (", ".join(strays) if strays else "none") + ".",
-         *(["PyTorch's time per GFLOP with its attention counted over the causal half: "
-            + ", ".join(halves) + "."] if halves else [])])
+         *(["Time per GFLOP with attention counted over the causal half, where only that is "
+            "computed: " + ", ".join(halves) + "."] if halves else [])])
+
+
+def _by_blocks(shape) -> bool:
+    """Whether funcnn's attention computes by blocks at this shape ("auto"'s rule)."""
+    return fn.layers.CausalSelfAttention(shape.heads)._as(shape.context) == "blocks"
 
 
 def _memory(torch, net, params, shape, compiled, n_threads):
@@ -152,7 +159,7 @@ def _memory(torch, net, params, shape, compiled, n_threads):
     peak), bytes (None where unknown)."""
     x = jax.ShapeDtypeStruct((shape.batch, shape.context), jnp.int32)
     kept = _cache_bytes(net, params, x)
-    prob = shape.layers * shape.batch * shape.heads * shape.context**2 * 4
+    prob = 0 if _by_blocks(shape) else shape.layers * shape.batch * shape.heads * shape.context**2 * 4
     stats = compiled.memory_analysis()
     temp = getattr(stats, "temp_size_in_bytes", None) if stats is not None else None
     saved = peak = None
@@ -184,7 +191,8 @@ def _memory_table(bench, configs, memory, n_threads):
         "9c. What a GPT training step keeps in memory (MiB)",
         "Kept for the backward: funcnn's layer caches (the distinct arrays of `jax.make_jaxpr` "
         "of the training forward, the batch not counted), of which attention's P = softmax(S) "
-        "is n x heads x t x t floats per block; PyTorch eager's saved tensors (a "
+        "is n x heads x t x t floats per block (none where attention computes by blocks: a "
+        "log-sum-exp per row instead); PyTorch eager's saved tensors (a "
         "`saved_tensors_hooks` tally of one forward, each storage once, parameters and batch "
         "not counted; its attention keeps no P, only a log-sum-exp per row). XLA's "
         "temporaries: the peak of the buffers XLA assigns inside funcnn's compiled steps "
