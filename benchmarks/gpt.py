@@ -83,7 +83,7 @@ def steps_of(net, opt, steps, batch):
     lower and compile ahead of the timing (the public fit_steps checks its arguments first)."""
     return jax.jit(partial(fn.train._fit_steps, lr=np.float32(0.0), clock=fn.history.clock(),
                            net=net, steps=steps, batch_size=batch, optimizer=opt,
-                           start_step=0, every=0, total_steps=steps))
+                           every=0, total_steps=steps))
 
 
 @partial(jax.jit, static_argnames=("net", "opt", "steps"))

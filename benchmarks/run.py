@@ -1,6 +1,7 @@
-"""Every benchmark of issue 5 in one command; the tables go to `benchmarks/RESULTS.md`.
+"""Every benchmark in one command; the tables go to `benchmarks/RESULTS.md`.
 
-    python benchmarks/run.py            # everything (about 18 minutes on 2 cores); writes RESULTS.md
+    python benchmarks/run.py            # everything (about 45 minutes on 2 cores); writes
+                                        # RESULTS.md
     python benchmarks/run.py --quick    # smoke run (CI, half a minute): small data, one repeat;
                                         # checks that every implementation learns, no timing
     python benchmarks/run.py --only ensembles   # one section (repeatable); writes no file
@@ -29,6 +30,9 @@ The sections, in the order they run (`--only` takes the names in brackets), one 
 10. `gpt_growth.py` [gpt_growth]: how a GPT step's time per token grows with the context, up
     to nanoGPT's GPU recipe (6 x 6 heads, 384 wide, context 256, batch 64), beside its FLOPs,
     and what a step keeps in memory (funcnn and PyTorch eager).
+Beside them, run on their own: `attention_blocks.py` (attention's two formulations at contexts
+64 to 512), `gpt_profile.py` (where a GPT step's time goes), `xla_flags.py` (XLA's library
+flags), `ab.py` (two commits' steps).
 What they are timed against lives in `rivals/` (`rivals/__init__.py` lists it); how they are
 timed, in `timing.py`; the Fashion-MNIST rows and MLP they share, in `fashion.py`.
 

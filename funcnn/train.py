@@ -344,15 +344,15 @@ def fit_steps(key: rng.Key, net, params: model.Params, train, *, steps: int,
         train, _, lr = _check_fit_args(net, params, train, None, 1, lr, batch_size, optimizer,
                                        None)
     state = _check_state(optimizer, params, state)
-    return _fit_steps(key, params, state, train, lr, runlog.clock(),
+    return _fit_steps(key, params, state, train, lr, runlog.clock(), np.int32(start_step),
                       net=net, steps=steps, batch_size=batch_size, optimizer=optimizer,
-                      start_step=start_step, every=progress_every, total_steps=total_steps)
+                      every=progress_every, total_steps=total_steps)
 
 
-@partial(jax.jit, static_argnames=("net", "steps", "batch_size", "optimizer", "start_step",
-                                   "every", "total_steps"))
-def _fit_steps(key, params, state, train, lr, clock, *, net, steps, batch_size, optimizer,
-               start_step, every, total_steps):
+@partial(jax.jit, static_argnames=("net", "steps", "batch_size", "optimizer", "every",
+                                   "total_steps"))
+def _fit_steps(key, params, state, train, lr, clock, start_step=0, *, net, steps, batch_size,
+               optimizer, every, total_steps):
     def step(carry, i):
         params, state = carry
         k = jax.random.fold_in(key, i)

@@ -110,6 +110,23 @@ def test_fit_steps_in_two_calls_equals_one_call():
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_run_in_chunks_compiles_once(compiles):
+    """start_step is an argument of the compiled loop, not a static one: chunk after chunk
+    runs the same program (shakespeare-char's 8 chunks between evaluations)."""
+    ids = jax.random.randint(jax.random.key(0), (100,), 0, 5)
+    net = _bigram_net(5, 4)
+    params = fn.model.init(jax.random.key(1), net)
+    opt = fn.optim.adam(0.01)
+    state = None
+    for start in (0, 3, 6):
+        params, state, _ = fn.train.fit_steps(jax.random.key(2), net, params, ids, steps=3,
+                                              batch_size=2, optimizer=opt, state=state,
+                                              start_step=start, total_steps=9)
+        if start == 0:
+            before = compiles()
+    assert compiles() == before
+
+
 def test_fit_steps_prints_progress_of_the_whole_run(capsys):
     ids = jax.random.randint(jax.random.key(0), (100,), 0, 5)
     net = _bigram_net(5, 4)
