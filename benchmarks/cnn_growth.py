@@ -145,15 +145,7 @@ def _torch_saved(torch, net, params, batch):
     copy, _ = torch_loop.model(torch, net, params)
     copy.train()
     x, labels = torch_loop.tensors(torch, batch)
-    seen = {}
-
-    def pack(t):
-        storage = t.untyped_storage()
-        seen[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = torch.nn.functional.cross_entropy(copy(x), labels)
+    saved, loss = torch_loop.saved_bytes(
+        torch, lambda: torch.nn.functional.cross_entropy(copy(x), labels), (x,))
     loss.backward()
-    seen.pop(x.untyped_storage().data_ptr(), None)           # the batch itself: not kept
-    return sum(seen.values())
+    return saved                                             # the batch itself: not kept

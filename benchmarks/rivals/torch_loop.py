@@ -166,6 +166,24 @@ def epoch_runner(torch, net, params, x, labels, *, batch_size, threads, lr):
                         threads=threads, lr=lr, tally=True)
 
 
+def saved_bytes(torch, loss, not_counted=()) -> int:
+    """Bytes of the distinct storages autograd saves for the backward while `loss()` runs a
+    training forward (a `saved_tensors_hooks` tally, each storage once), less those of the
+    tensors `not_counted` (the batch, the parameters: they exist before and after the step)."""
+    seen = {}
+
+    def pack(a):
+        storage = a.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+        return a
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda a: a):
+        value = loss()
+    for a in not_counted:
+        seen.pop(a.untyped_storage().data_ptr(), None)
+    return sum(seen.values()), value
+
+
 def forward(torch, copy, x, threads, chunk=None):
     """`copy`'s no_grad forward of x on `threads` threads, in chunks of `chunk` rows (all at
     once if None): logits as a NumPy array."""
