@@ -1,6 +1,6 @@
 """Every benchmark in one command; the tables go to `benchmarks/RESULTS.md`.
 
-    python benchmarks/run.py            # everything (about 45 minutes on 2 cores); writes
+    python benchmarks/run.py            # everything (about 20 minutes on 2 cores); writes
                                         # RESULTS.md
     python benchmarks/run.py --quick    # smoke run (CI, half a minute): small data, one repeat;
                                         # checks that every implementation learns, no timing
