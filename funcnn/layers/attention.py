@@ -146,10 +146,10 @@ class CausalSelfAttention(Layer):
 
     def vjp(self, p, cache, g):
         x = cache[0]
-        n, t, d = x.shape
-        if self._as(t) == "blocks":
-            _, q, k, v, o, lse = cache
-            dp_out, do = _linear_vjp(self._merge(o), p["w_out"], g)
+        t, d = x.shape[1:]
+        if self._as(t) == "blocks":                                    # P recomputed by blocks
+            _, q, k, v, o, lse = cache                                 # o: heads apart
+            dp_out, do = _linear_vjp(self._merge(o), p["w_out"], g)    # as below
             dq, dk, dv = attention_blocks.attend_vjp(q, k, v, o, lse, self._split(do),
                                                      1 / math.sqrt(d // self.heads), self.block)
             return self._qkv_vjp(p, x, dq, dk, dv, dp_out)
